@@ -1,0 +1,45 @@
+# barsalign: `make demo` runs the main job on the synthetic default, `make test` runs the tests.
+# Both create .venv first when it is missing; a second `make setup` installs nothing.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup test test-fast demo reports synth bench lint clean-reports
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3"
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name barsalign --display-name "barsalign (.venv)" >/dev/null
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+synth: setup
+	$(VENV)/bin/barsalign synth
+
+demo: setup
+	$(VENV)/bin/barsalign demo
+
+reports: setup
+	$(VENV)/bin/barsalign report
+
+bench: setup
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff format --check barsalign tests benchmarks notebooks
+	$(VENV)/bin/ruff check barsalign tests benchmarks notebooks
+
+clean-reports:
+	rm -rf reports/runs reports/index.html

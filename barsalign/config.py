@@ -1,0 +1,17 @@
+"""Project paths from one place, so the working directory never matters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("BARSALIGN_DATA_DIR", PROJ_ROOT / "data"))
+REPORTS_DIR = Path(os.environ.get("BARSALIGN_REPORTS_DIR", PROJ_ROOT / "reports"))
+RUNS_DIR = REPORTS_DIR / "runs"
+NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
+CONF_DIR = PROJ_ROOT / "conf"
+SYNTH_DIR = DATA_DIR / "synthetic"
+"""Where the default synthetic data set is rendered (`barsalign synth` with no --out)."""
+KERNEL_NAME = "barsalign"
+"""The Jupyter kernel registered inside `.venv` by `make setup`."""
