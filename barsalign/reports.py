@@ -1,0 +1,222 @@
+"""Runs notebooks with papermill, turns them into code-free HTML, and writes the report index.
+
+`barsalign demo` is the main job: render the default synthetic data set, run every notebook in
+`DEMO_PLAN` into `reports/runs/<run>/`, convert each to HTML and write `reports/index.html`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from barsalign.config import KERNEL_NAME, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
+from barsalign.errors import BarsalignError
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One notebook execution of the demo: `notebook` (no suffix) into `runs/<run>/`."""
+
+    notebook: str
+    run: str
+    params: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+
+
+DEMO_PLAN: list[DemoRun] = [
+    DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
+]
+"""What `make demo` runs, in order. Later steps append their runs here."""
+
+
+def execute_notebook(
+    notebook: str,
+    run_dir: str | Path,
+    params: dict[str, Any] | None = None,
+    *,
+    timeout: int = 3600,
+    log_output: bool = False,
+) -> Path:
+    """Execute `notebooks/<notebook>.ipynb` with papermill into `run_dir`; return the output path.
+
+    Raises BarsalignError naming the notebook and the failing cell's error when a cell fails.
+    """
+    import papermill as pm
+
+    src = NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    if not src.is_file():
+        raise BarsalignError(f"{src} not found")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / f"{notebook}.ipynb"
+    params = {"run_dir": str(run_dir), **(params or {})}
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+            log_output=log_output,
+            execution_timeout=timeout,
+        )
+    except pm.PapermillExecutionError as err:
+        raise BarsalignError(
+            f"{src.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+            f"(executed notebook kept at {out})"
+        ) from None
+    return out
+
+
+def to_html(executed: Path) -> Path:
+    """Convert an executed notebook to one HTML file without code, images embedded."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "nbconvert",
+        "--to",
+        "html",
+        "--no-input",
+        "--embed-images",
+        str(executed),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BarsalignError(
+            f"nbconvert failed on {executed}: {done.stderr.strip().splitlines()[-1]}"
+        )
+    return executed.with_suffix(".html")
+
+
+def _run_entries(runs_dir: Path) -> list[dict[str, Any]]:
+    """Each run folder with its HTML report, summary JSON (if the run wrote one) and time."""
+    entries = []
+    for run in sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []:
+        pages = sorted(run.glob("*.html"))
+        if not pages:
+            continue
+        summary_path = run / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        entries.append(
+            {
+                "run": run.name,
+                "html": pages[0],
+                "summary": summary,
+                "mtime": time.strftime("%Y-%m-%d %H:%M", time.localtime(pages[0].stat().st_mtime)),
+            }
+        )
+    return entries
+
+
+INDEX_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2rem; } .sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.95rem; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.45rem 0.6rem; text-align: left; }
+th { background: #f3f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+a { color: #0b5cad; }
+"""
+
+
+def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign reports") -> Path:
+    """Write `reports/index.html`: the project summary and a row per run linking its HTML."""
+    reports_dir = Path(reports_dir)
+    entries = _run_entries(reports_dir / "runs")
+    keys = sorted(
+        {
+            k
+            for e in entries
+            for k, v in e["summary"].items()
+            if isinstance(v, int | float | str) and k not in ("run",)
+        }
+    )
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["run", "report", "updated", *keys])
+    rows = []
+    for e in entries:
+        link = e["html"].relative_to(reports_dir).as_posix()
+        cells = [
+            f"<td>{html.escape(e['run'])}</td>",
+            f'<td><a href="{html.escape(link)}">{html.escape(e["html"].name)}</a></td>',
+            f"<td>{e['mtime']}</td>",
+        ]
+        for k in keys:
+            v = e["summary"].get(k, "")
+            text = f"{v:.4g}" if isinstance(v, float) else str(v)
+            cls = ' class="num"' if isinstance(v, int | float) else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    body = (
+        f"<h1>{html.escape(title)}</h1>"
+        '<p class="sub">Is every bar\'s head at the stopper? Classifiers that say <b>aligned</b> '
+        "or <b>not aligned</b> from the stopper camera, trained and evaluated on the data "
+        "named in each run. Aligned is the positive class; F0.5 weighs precision higher because "
+        'a false "aligned" means a bad cut.</p>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{INDEX_CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+    out = reports_dir / "index.html"
+    out.write_text(page)
+    return out
+
+
+def run_demo(plan: list[DemoRun] | None = None, runs_dir: Path = RUNS_DIR) -> Path:
+    """Render the default data set, execute every notebook of the plan, write HTML and index."""
+    from barsalign.synth import ensure_default
+
+    ensure_default()
+    for step in plan or DEMO_PLAN:
+        started = time.perf_counter()
+        print(f"[demo] {step.notebook} -> {runs_dir / step.run}", flush=True)
+        executed = execute_notebook(step.notebook, runs_dir / step.run, step.params)
+        to_html(executed)
+        print(f"[demo] {step.run} done in {time.perf_counter() - started:.0f} s", flush=True)
+    index = write_index(runs_dir.parent)
+    print(f"[demo] open {index}")
+    return index
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="render the default data and run every notebook")
+    p.add_argument("--only", nargs="*", help="run names from the plan to run (default: all)")
+    p.set_defaults(func=_demo_cli)
+    r = subparsers.add_parser(
+        "report", help="convert executed notebooks to HTML and write the index"
+    )
+    r.add_argument("--reports-dir", type=Path, default=REPORTS_DIR)
+    r.set_defaults(func=_report_cli)
+
+
+def _demo_cli(args: argparse.Namespace) -> int:
+    plan = DEMO_PLAN
+    if args.only:
+        unknown = set(args.only) - {s.run for s in DEMO_PLAN}
+        if unknown:
+            raise BarsalignError(
+                f"unknown run(s) {sorted(unknown)}; the plan has {[s.run for s in DEMO_PLAN]}"
+            )
+        plan = [s for s in DEMO_PLAN if s.run in args.only]
+    run_demo(plan)
+    return 0
+
+
+def _report_cli(args: argparse.Namespace) -> int:
+    runs = Path(args.reports_dir) / "runs"
+    for executed in sorted(runs.glob("*/*.ipynb")):
+        to_html(executed)
+    print(write_index(args.reports_dir))
+    return 0
+
+
+__all__ = ["DEMO_PLAN", "DemoRun", "execute_notebook", "run_demo", "to_html", "write_index"]

@@ -1,0 +1,532 @@
+"""The synthetic conveyor: the project's default data set, rendered from a seed and a config.
+
+`render_dataset` writes the plant's own layout — a labelled `example_set/`, an unlabelled
+`train_set/` pool, short `clips/` — plus `metadata.jsonl` with each frame's truth. The same seed
+and config give the same bytes, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from barsalign.config import SYNTH_DIR
+from barsalign.errors import BarsalignError
+from barsalign.render import BED_V, PROFILES, Bar, SceneSpec, encode_jpeg, gap_units_for, gaps_px
+from barsalign.render import render as render_spec
+
+SCENES = ("bars_at_stopper", "bars_no_stopper", "stopper_no_bars", "background")
+LIGHTINGS = ("day", "artificial", "night")
+LABELS = ("aligned", "not_aligned")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to render. Defaults make the data set every notebook uses out of the box.
+
+    Args:
+        aligned_fraction: share of aligned frames (the rest is not aligned: imbalance).
+        other_scene_fraction: share of frames with no bars, no stopper or background only.
+        hard_fraction: share of not-aligned bar scenes where one bar is `hard_gap_px` short.
+        lighting_mix: weights of day, artificial and night frames (night: gray mean < 55).
+        sequence_length: still frames come in short sequences sharing one `clip_id`.
+    """
+
+    seed: int = 0
+    width: int = 1152
+    height: int = 864
+    n_example: int = 300
+    n_pool: int = 600
+    n_clips: int = 4
+    clip_frames: int = 60
+    clip_fps: int = 12
+    aligned_fraction: float = 0.35
+    other_scene_fraction: float = 0.15
+    hard_fraction: float = 0.35
+    lighting_mix: tuple[float, float, float] = (0.45, 0.35, 0.20)
+    min_bars: int = 6
+    max_bars: int = 14
+    hard_gap_px: tuple[float, float] = (3.0, 8.0)
+    align_tolerance_px: float = 1.0
+    skew_fraction: float = 0.15
+    motion_blur_fraction: float = 0.25
+    glare_fraction: float = 0.2
+    dust_fraction: float = 0.3
+    jpeg_quality: tuple[int, int] = (45, 92)
+    n_sessions: int = 6
+    sequence_length: tuple[int, int] = (1, 4)
+
+    def __post_init__(self) -> None:
+        counts = ("n_example", "n_pool", "n_clips", "clip_frames", "clip_fps", "n_sessions")
+        for name in counts:
+            if getattr(self, name) < 0:
+                raise BarsalignError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in (
+            "aligned_fraction",
+            "other_scene_fraction",
+            "hard_fraction",
+            "skew_fraction",
+            "motion_blur_fraction",
+            "glare_fraction",
+            "dust_fraction",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise BarsalignError(f"{name} is a probability and must lie in 0..1, got {value}")
+        if self.aligned_fraction + self.other_scene_fraction > 1.0:
+            raise BarsalignError("aligned_fraction + other_scene_fraction must not exceed 1")
+        if self.width < 64 or self.height < 48:
+            raise BarsalignError(f"frame size {self.width}x{self.height} is too small (64x48 min)")
+        if not 1 <= self.min_bars <= self.max_bars:
+            raise BarsalignError(
+                f"need 1 <= min_bars <= max_bars, got {self.min_bars}..{self.max_bars}"
+            )
+        if len(self.lighting_mix) != 3 or min(self.lighting_mix) < 0 or sum(self.lighting_mix) <= 0:
+            raise BarsalignError(
+                f"lighting_mix needs 3 non-negative weights, got {self.lighting_mix}"
+            )
+        if self.n_sessions < 1:
+            raise BarsalignError("n_sessions must be >= 1")
+        lo, hi = self.sequence_length
+        if not 1 <= lo <= hi:
+            raise BarsalignError(f"sequence_length must be 1 <= min <= max, got {lo}..{hi}")
+        if not 0 < self.hard_gap_px[0] <= self.hard_gap_px[1]:
+            raise BarsalignError(f"hard_gap_px must be 0 < min <= max, got {self.hard_gap_px}")
+        if self.align_tolerance_px >= self.hard_gap_px[0]:
+            raise BarsalignError("align_tolerance_px must be below the smallest hard gap")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise BarsalignError(
+                f"jpeg_quality must be 1 <= min <= max <= 100, got {self.jpeg_quality}"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SynthConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        )
+
+
+@dataclass(frozen=True)
+class Session:
+    """One camera setup: small shifts, zoom and lens differences between recording sessions."""
+
+    camera: str
+    shift: tuple[float, float]
+    zoom: float
+    roll_deg: float
+    distortion: float
+    day: str
+
+
+def _sessions(cfg: SynthConfig) -> list[Session]:
+    rng = np.random.default_rng([cfg.seed, 7])
+    out = []
+    for i in range(cfg.n_sessions):
+        out.append(
+            Session(
+                camera="CS1" if i % 2 == 0 else "CS2",
+                shift=(float(rng.uniform(-30, 30)), float(rng.uniform(-25, 25))),
+                zoom=float(rng.uniform(0.94, 1.06)),
+                roll_deg=float(rng.uniform(-1.5, 1.5)),
+                distortion=float(rng.uniform(0.08, 0.16)),
+                day=f"2026-{3 + i // 28:02d}-{1 + i % 28:02d}",
+            )
+        )
+    return out
+
+
+def _choice(rng: np.random.Generator, items: tuple[str, ...], weights) -> str:
+    w = np.asarray(weights, dtype=float)
+    return items[int(rng.choice(len(items), p=w / w.sum()))]
+
+
+def sample_scene(cfg: SynthConfig, rng: np.random.Generator, session: Session) -> dict[str, Any]:
+    """Draw what a frame shows: label, scene type, lighting, bars and their gaps (pixels)."""
+    r = rng.random()
+    label = "aligned" if r < cfg.aligned_fraction else "not_aligned"
+    scene = "bars_at_stopper"
+    if label == "not_aligned" and r < cfg.aligned_fraction + cfg.other_scene_fraction:
+        scene = _choice(rng, SCENES[1:], (1, 1, 1))
+    lighting = _choice(rng, LIGHTINGS, cfg.lighting_mix)
+    n = int(rng.integers(cfg.min_bars, cfg.max_bars + 1)) if scene in SCENES[:2] else 0
+    gaps = [0.0] * n
+    kind = "flush"
+    if scene == "bars_at_stopper" and label == "not_aligned":
+        if rng.random() < cfg.hard_fraction:
+            kind = "hard"
+            gaps[int(rng.integers(n))] = float(rng.uniform(*cfg.hard_gap_px))
+        else:
+            kind = "rolling"
+            short = rng.choice(n, size=int(rng.integers(1, max(2, n // 2) + 1)), replace=False)
+            for i in short:
+                gaps[int(i)] = float(np.exp(rng.uniform(np.log(12.0), np.log(320.0))))
+    if scene == "bars_no_stopper":
+        kind = "no_stopper"
+    skew = scene == "bars_at_stopper" and rng.random() < cfg.skew_fraction
+    blur = kind == "rolling" and rng.random() < cfg.motion_blur_fraction
+    return {
+        "label": label,
+        "scene": scene,
+        "lighting": lighting,
+        "gaps_px": gaps,
+        "kind": kind,
+        "skewed": bool(skew),
+        "motion_blur": bool(blur),
+    }
+
+
+def build_spec(
+    cfg: SynthConfig,
+    scene: dict[str, Any],
+    session: Session,
+    seed: int,
+    rng: np.random.Generator,
+    stamp: str,
+) -> SceneSpec:
+    """Turn a sampled scene into a drawable `SceneSpec` (bar layout, light, degradations)."""
+    n = len(scene["gaps_px"])
+    profile = _choice(rng, PROFILES, (0.5, 0.25, 0.25))
+    mixed = rng.random() < 0.15
+    spacing = float(rng.uniform(2.0, 10.0))
+    width = float(min(rng.uniform(34.0, 50.0), (BED_V - 80) / max(n, 1) - spacing))
+    v = float(rng.uniform(20.0, max(21.0, BED_V - 20 - n * (width + spacing))))
+    light = scene["lighting"]
+    gain = {
+        "day": rng.uniform(0.95, 1.3),
+        "artificial": rng.uniform(0.7, 0.95),
+        "night": rng.uniform(0.16, 0.28),
+    }[light]
+    skew_bar = int(rng.integers(n)) if scene["skewed"] and n else -1
+    no_stopper = scene["scene"] in ("bars_no_stopper", "background")
+    view = (float(rng.uniform(380, 520)), float(rng.uniform(-360, -260))) if no_stopper else (0, 0)
+    base = SceneSpec(
+        seed=seed,
+        width=cfg.width,
+        height=cfg.height,
+        camera=session.camera,
+        shift=session.shift,
+        zoom=session.zoom,
+        roll_deg=session.roll_deg,
+        distortion=session.distortion,
+        stopper=not no_stopper,
+        view_offset=view,
+        bars=(),
+        lighting=light,
+        gain=float(gain),
+        glare=0,
+        dust=0.0,
+        noise_sigma=0.0,
+        jpeg_quality=90,
+        caption=f"{session.camera} Stopper",
+        timestamp=stamp,
+    )
+    bars = []
+    for i, gap in enumerate(scene["gaps_px"]):
+        vc = v + width / 2.0
+        units = gap_units_for(base, vc, gap)
+        moving = scene["motion_blur"] and gap > 0
+        bars.append(
+            Bar(
+                v_center=vc,
+                width=width,
+                profile=_choice(rng, PROFILES, (1, 1, 1)) if mixed else profile,
+                gap_units=units,
+                skew_deg=float(rng.choice([-1, 1]) * rng.uniform(0.4, 1.2))
+                if i == skew_bar
+                else 0.0,
+                speed=float(rng.uniform(8, 30)) if moving else 0.0,
+                tone=float(rng.uniform(0.8, 1.15)),
+                rust=float(rng.uniform(0.0, 0.8)),
+            )
+        )
+        v += width + spacing
+    noise = {"day": (1.0, 4.0), "artificial": (2.0, 6.0), "night": (4.0, 9.0)}[light]
+    return dataclasses.replace(
+        base,
+        bars=tuple(bars),
+        glare=int(rng.integers(1, 3)) if rng.random() < cfg.glare_fraction else 0,
+        dust=float(rng.uniform(0.2, 0.8)) if rng.random() < cfg.dust_fraction else 0.0,
+        noise_sigma=float(rng.uniform(*noise)),
+        jpeg_quality=int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),
+    )
+
+
+def _jitter(spec: SceneSpec, rng: np.random.Generator, seed: int) -> SceneSpec:
+    """The next frame of a still sequence: same scene, new noise, a pixel or two of shake."""
+    dx, dy = rng.normal(0.0, 1.2, 2)
+    return dataclasses.replace(
+        spec,
+        seed=seed,
+        shift=(spec.shift[0] + dx, spec.shift[1] + dy),
+        jpeg_quality=int(np.clip(spec.jpeg_quality + rng.integers(-5, 6), 1, 100)),
+    )
+
+
+def _record(spec: SceneSpec, scene: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]:
+    gaps = gaps_px(spec)
+    label = "aligned" if scene["label"] == "aligned" else "not_aligned"
+    if gaps and label == "aligned":
+        assert max(gaps) <= cfg.align_tolerance_px, gaps
+    return {
+        "label": label,
+        "scene": scene["scene"],
+        "kind": scene["kind"],
+        "lighting": spec.lighting,
+        "n_bars": len(spec.bars),
+        "gaps_px": gaps,
+        "max_gap_px": max(gaps) if gaps else None,
+        "skewed": scene["skewed"],
+        "motion_blur": scene["motion_blur"],
+        "glare": spec.glare > 0,
+        "dust": round(spec.dust, 3),
+        "jpeg_quality": spec.jpeg_quality,
+        "camera": spec.camera,
+        "profiles": sorted({b.profile for b in spec.bars}),
+        "align_tolerance_px": cfg.align_tolerance_px,
+    }
+
+
+def _still_jobs(cfg: SynthConfig, subset: str, count: int) -> Iterator[tuple[SceneSpec, dict]]:
+    """Specs of `count` still frames, in sequences of near-duplicates sharing a clip id."""
+    sessions = _sessions(cfg)
+    rng = np.random.default_rng([cfg.seed, 1 if subset == "example_set" else 2])
+    made, seq = 0, 0
+    while made < count:
+        session = sessions[int(rng.integers(len(sessions)))]
+        scene = sample_scene(cfg, rng, session)
+        seconds = int(rng.integers(0, 86400))
+        stamp = f"{session.day} {seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        spec = build_spec(cfg, scene, session, int(rng.integers(2**31)), rng, stamp)
+        length = int(rng.integers(cfg.sequence_length[0], cfg.sequence_length[1] + 1))
+        clip_id = f"{'ex' if subset == 'example_set' else 'pool'}_seq{seq:05d}"
+        for k in range(min(length, count - made)):
+            frame_spec = spec if k == 0 else _jitter(spec, rng, int(rng.integers(2**31)))
+            made += 1
+            meta = {"index": made, "subset": subset, "clip_id": clip_id, "session": session.day}
+            yield frame_spec, {**meta, **_record(frame_spec, scene, cfg)}
+        seq += 1
+
+
+def _render_jpeg(spec: SceneSpec) -> bytes:
+    return encode_jpeg(render_spec(spec), spec.jpeg_quality)
+
+
+def _clip_specs(cfg: SynthConfig, i: int) -> list[tuple[SceneSpec, dict[str, Any]]]:
+    """One clip: bars roll in, stop (some short), and are pushed flush; truth per frame."""
+    rng = np.random.default_rng([cfg.seed, 3, i])
+    session = _sessions(cfg)[i % cfg.n_sessions]
+    scene = {
+        "label": "aligned",
+        "scene": "bars_at_stopper",
+        "kind": "clip",
+        "lighting": _choice(rng, LIGHTINGS, cfg.lighting_mix),
+        "skewed": False,
+        "motion_blur": False,
+        "gaps_px": [0.0] * int(rng.integers(cfg.min_bars, cfg.max_bars + 1)),
+    }
+    stamp = f"{session.day} {int(rng.integers(24)):02d}:{int(rng.integers(60)):02d}:00"
+    spec = build_spec(cfg, scene, session, int(rng.integers(2**31)), rng, stamp)
+    n, total = len(spec.bars), max(cfg.clip_frames, 1)
+    start = rng.uniform(150.0, 450.0, n)  # gap (units) when the clip begins
+    rest = np.where(rng.random(n) < 0.4, rng.uniform(3.0, 30.0, n), 0.0)  # stops short
+    arrive = rng.uniform(0.25, 0.45, n) * total
+    push = rng.uniform(0.6, 0.75) * total
+    out = []
+    for f in range(cfg.clip_frames):
+        bars = []
+        for b, bar in enumerate(spec.bars):
+            if f < arrive[b]:
+                gap = start[b] + (rest[b] - start[b]) * f / arrive[b]
+                speed = (start[b] - rest[b]) / arrive[b]
+            elif f < push:
+                gap, speed = rest[b], 0.0
+            else:
+                gap, speed = max(0.0, rest[b] * (1.0 - (f - push) / 3.0)), 0.0
+            bars.append(dataclasses.replace(bar, gap_units=float(gap), speed=float(speed)))
+        frame = dataclasses.replace(spec, bars=tuple(bars), seed=int(rng.integers(2**31)))
+        gaps = gaps_px(frame)
+        aligned = max(gaps) <= cfg.align_tolerance_px
+        rec_scene = {**scene, "label": "aligned" if aligned else "not_aligned"}
+        out.append(
+            (
+                frame,
+                {
+                    "index": f,
+                    "frame": f,
+                    "subset": "clips",
+                    "clip_id": f"clip_{i:03d}",
+                    "session": session.day,
+                    **_record(frame, rec_scene, cfg),
+                },
+            )
+        )
+    return out
+
+
+def _write_clip(path: Path, frames: list[SceneSpec], fps: int, pool: ProcessPoolExecutor) -> None:
+    writer = None
+    try:
+        for spec, img in zip(frames, pool.map(render_spec, frames), strict=True):
+            if writer is None:
+                writer = cv2.VideoWriter(
+                    str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (spec.width, spec.height)
+                )
+                if not writer.isOpened():
+                    raise BarsalignError(f"{path}: OpenCV cannot open an mp4 writer here")
+            writer.write(img)
+    finally:
+        if writer is not None:
+            writer.release()
+
+
+def render_dataset(
+    out_dir: str | Path,
+    cfg: SynthConfig | None = None,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Render the whole data set into `out_dir`, atomically (a half-written set never appears)."""
+    cfg = cfg or SynthConfig()
+    out = Path(out_dir).resolve()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BarsalignError(f"{out} exists and is not empty; pass overwrite=True (--overwrite)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise BarsalignError(f"cannot write the data set to {out}: {err.strerror}") from None
+    workers = workers or min(4, os.cpu_count() or 1)
+    started = time.perf_counter()
+    try:
+        records: list[dict[str, Any]] = []
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for subset, count in (("example_set", cfg.n_example), ("train_set", cfg.n_pool)):
+                jobs = list(_still_jobs(cfg, subset, count))
+                for (_spec, meta), data in zip(
+                    jobs, pool.map(_render_jpeg, [j[0] for j in jobs], chunksize=4), strict=True
+                ):
+                    name = f"img_{meta['index']:05d}.jpg"
+                    rel = (
+                        f"example_set/{meta['label']}/{name}"
+                        if subset == "example_set"
+                        else f"train_set/{name}"
+                    )
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / rel).write_bytes(data)
+                    records.append({"file": rel, **meta})
+                if progress:
+                    print(f"{subset}: {count} frames", flush=True)
+            for i in range(cfg.n_clips):
+                rel = f"clips/clip_{i:03d}.mp4"
+                (tmp / "clips").mkdir(exist_ok=True)
+                specs = _clip_specs(cfg, i)
+                _write_clip(tmp / rel, [s for s, _ in specs], cfg.clip_fps, pool)
+                records.extend({"file": rel, **m} for _, m in specs)
+            if progress and cfg.n_clips:
+                print(f"clips: {cfg.n_clips} x {cfg.clip_frames} frames", flush=True)
+        with open(tmp / "metadata.jsonl", "w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        (tmp / "synth_config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if progress:
+        print(f"wrote {len(records)} frames to {out} in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def load_metadata(data_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-frame truth of a rendered data set (one dict per still or clip frame)."""
+    path = Path(data_dir) / "metadata.jsonl"
+    if not path.is_file():
+        raise BarsalignError(f"{path} not found: is {data_dir} a data set from `barsalign synth`?")
+    out = []
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise BarsalignError(f"{path}:{n}: not a JSON line ({err.msg})") from None
+    return out
+
+
+def ensure_default(cfg: SynthConfig | None = None, out_dir: str | Path | None = None) -> Path:
+    """The default synthetic data set, rendered first if missing or rendered with another config."""
+    cfg = cfg or SynthConfig()
+    out = Path(out_dir or SYNTH_DIR)
+    stamp = out / "synth_config.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(cfg.to_json())):
+        return out
+    return render_dataset(out, cfg, overwrite=True, progress=True)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synth", help="render the synthetic conveyor data set", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--out", type=Path, default=SYNTH_DIR, help=f"output folder (default {SYNTH_DIR})"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-example", type=int, default=SynthConfig.n_example, help="labelled frames")
+    p.add_argument("--n-pool", type=int, default=SynthConfig.n_pool, help="unlabelled frames")
+    p.add_argument("--n-clips", type=int, default=SynthConfig.n_clips)
+    p.add_argument("--clip-frames", type=int, default=SynthConfig.clip_frames)
+    p.add_argument("--aligned-fraction", type=float, default=SynthConfig.aligned_fraction)
+    p.add_argument("--hard-fraction", type=float, default=SynthConfig.hard_fraction)
+    p.add_argument(
+        "--night-weight",
+        type=float,
+        default=SynthConfig.lighting_mix[2],
+        help="weight of night frames against day 0.45 and artificial 0.35",
+    )
+    p.add_argument("--size", default="1152x864", help="WIDTHxHEIGHT")
+    p.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    try:
+        width, height = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        raise BarsalignError(f"--size must look like 1152x864, got {args.size!r}") from None
+    cfg = SynthConfig(
+        seed=args.seed,
+        width=width,
+        height=height,
+        n_example=args.n_example,
+        n_pool=args.n_pool,
+        n_clips=args.n_clips,
+        clip_frames=args.clip_frames,
+        aligned_fraction=args.aligned_fraction,
+        hard_fraction=args.hard_fraction,
+        lighting_mix=(0.45, 0.35, args.night_weight),
+    )
+    if args.workers is not None and args.workers < 1:
+        raise BarsalignError(f"--workers must be >= 1, got {args.workers}")
+    render_dataset(args.out, cfg, workers=args.workers, overwrite=args.overwrite, progress=True)
+    return 0

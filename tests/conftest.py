@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny rendered data set and a papermill runner for the notebooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from barsalign.reports import execute_notebook  # noqa: E402
+from barsalign.synth import SynthConfig, render_dataset  # noqa: E402
+
+SMALL = SynthConfig(
+    seed=3,
+    width=384,
+    height=288,
+    n_example=32,
+    n_pool=24,
+    n_clips=1,
+    clip_frames=12,
+    sequence_length=(1, 2),
+)
+"""A data set small enough for every test: 384x288 frames, 56 stills, one 12-frame clip."""
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny data set rendered once per test session (same layout as the default)."""
+    return render_dataset(tmp_path_factory.mktemp("synth") / "small", SMALL, workers=2)
+
+
+@pytest.fixture(scope="session")
+def run_notebook():
+    """Execute `notebooks/<name>.ipynb` with papermill: run_notebook(name, out_dir, **params)."""
+
+    def run(name: str, out_dir: Path, **params: Any) -> Path:
+        return execute_notebook(name, out_dir, params, timeout=900)
+
+    return run
