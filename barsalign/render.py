@@ -341,7 +341,7 @@ def _settle_exposure(img: np.ndarray, spec: SceneSpec, pad: int) -> np.ndarray:
     """Keep night frames below the dark threshold and lit ones above it, as auto-exposure would."""
     view = img[pad : img.shape[0] - pad, pad : img.shape[1] - pad]
     mean = float(np.clip(view, 0, 1).mean()) * 255.0 * 0.98
-    target = (12.0, NIGHT_MEAN - 8.0) if spec.lighting == "night" else (NIGHT_MEAN + 12.0, 170.0)
+    target = (12.0, NIGHT_MEAN - 4.0) if spec.lighting == "night" else (NIGHT_MEAN + 4.0, 170.0)
     if mean <= 0:
         return img
     if mean < target[0] or mean > target[1]:
@@ -379,6 +379,16 @@ def gaps_px(spec: SceneSpec) -> list[float]:
         a, b = distort_points(project(h, pts), spec.width, spec.height, spec.distortion)
         out.append(round(float(np.linalg.norm(b - a)), 2))
     return out
+
+
+def head_points_px(spec: SceneSpec) -> list[list[float]]:
+    """Each bar head's centre in final image pixels, [x, y] (where a reader should look)."""
+    if not spec.bars:
+        return []
+    h = camera_homography(spec)
+    pts = np.array([[STOPPER_U - b.gap_units, b.v_center] for b in spec.bars])
+    out = distort_points(project(h, pts), spec.width, spec.height, spec.distortion)
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in out]
 
 
 def gap_units_for(spec: SceneSpec, v_center: float, gap_px: float) -> float:

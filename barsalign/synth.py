@@ -25,7 +25,16 @@ import numpy as np
 
 from barsalign.config import SYNTH_DIR
 from barsalign.errors import BarsalignError
-from barsalign.render import BED_V, PROFILES, Bar, SceneSpec, encode_jpeg, gap_units_for, gaps_px
+from barsalign.render import (
+    BED_V,
+    PROFILES,
+    Bar,
+    SceneSpec,
+    encode_jpeg,
+    gap_units_for,
+    gaps_px,
+    head_points_px,
+)
 from barsalign.render import render as render_spec
 
 SCENES = ("bars_at_stopper", "bars_no_stopper", "stopper_no_bars", "background")
@@ -281,6 +290,7 @@ def _jitter(spec: SceneSpec, rng: np.random.Generator, seed: int) -> SceneSpec:
 
 def _record(spec: SceneSpec, scene: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]:
     gaps = gaps_px(spec)
+    heads = head_points_px(spec)
     label = "aligned" if scene["label"] == "aligned" else "not_aligned"
     if gaps and label == "aligned":
         assert max(gaps) <= cfg.align_tolerance_px, gaps
@@ -292,6 +302,7 @@ def _record(spec: SceneSpec, scene: dict[str, Any], cfg: SynthConfig) -> dict[st
         "n_bars": len(spec.bars),
         "gaps_px": gaps,
         "max_gap_px": max(gaps) if gaps else None,
+        "heads_px": heads,
         "skewed": scene["skewed"],
         "motion_blur": scene["motion_blur"],
         "glare": spec.glare > 0,

@@ -1,0 +1,57 @@
+"""Repository hygiene: stripped notebooks, agreeing pins, the README's two commands, CI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from barsalign.config import NOTEBOOKS_DIR, PROJ_ROOT
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line)
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_carry_no_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{path.name} cell {i} has outputs: strip them"
+            assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+
+
+def test_environment_yml_pins_agree_with_requirements() -> None:
+    req = _pins((PROJ_ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((PROJ_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == req
+    assert req["torch"] == "2.14.1" and req["torchvision"] == "0.29.1"
+
+
+def test_constraints_agree_with_requirements() -> None:
+    req = _pins((PROJ_ROOT / "requirements.txt").read_text().splitlines())
+    frozen = _pins((PROJ_ROOT / "constraints.txt").read_text().splitlines())
+    for name, version in req.items():
+        assert frozen.get(name) == version, (
+            f"{name}: requirements {version}, constraints {frozen.get(name)}"
+        )
+
+
+def test_readme_quick_start_is_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (PROJ_ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^(make \w+)", quick, flags=re.M)
+    assert commands == ["make demo", "make test"]
+    ci = (PROJ_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, flags=re.M)
