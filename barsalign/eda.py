@@ -146,7 +146,8 @@ def contact_sheet(
             gap_text = f" gap {gap:.1f}px" if gap else ""
             parts = [m.get("label", _label_from_path(root / rel)), m.get("lighting", "")]
             text = " ".join(p for p in parts if p) + gap_text
-        tiles.append(_tile(root / rel, tile, text, m.get("heads_px"), m.get("gaps_px")))
+        heads = m.get("heads_px") if captions else None  # rings belong to the annotated grids
+        tiles.append(_tile(root / rel, tile, text, heads, m.get("gaps_px")))
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]

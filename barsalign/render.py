@@ -156,6 +156,9 @@ def _draw_bed(spec: SceneSpec, rng: np.random.Generator) -> np.ndarray:
     bed = np.where(roller > 0, roller_shade, floor) * (0.8 + 0.4 * grime)
     bed = (bed[..., None] * np.array([0.95, 1.0, 1.08], np.float32)).astype(np.float32)
     bed[:, STOPPER_U:] *= 0.4
+    rail = 0.30 + 0.25 * np.sin(np.linspace(0.0, np.pi, 14, dtype=np.float32))[:, None]
+    bed[:14] = rail[..., None] * np.array([0.9, 0.95, 1.0], np.float32)
+    bed[-14:] = rail[::-1, :, None] * np.array([0.9, 0.95, 1.0], np.float32)
 
     streaks = _smooth_noise(rng, (BED_V, BED_U), (2, 90))
     rust_tex = _smooth_noise(rng, (BED_V, BED_U), (18, 40))
@@ -200,16 +203,40 @@ def _draw_bed(spec: SceneSpec, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """The mill hall behind the stopper: dark walls, columns, distant lamps."""
+    """The mill hall's far wall: corrugated cladding, columns, grime."""
     w, h = size
+    xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
-    base = 0.14 + 0.10 * ys + 0.10 * _smooth_noise(rng, (h, w), (60, 60))
-    img = np.repeat(base[..., None], 3, axis=2) * np.array([1.0, 0.97, 0.93], np.float32)
-    for _ in range(int(rng.integers(2, 5))):
+    period = rng.uniform(14.0, 26.0)
+    ribs = 0.5 + 0.5 * np.sin(2 * np.pi * xs / period)
+    grime = _smooth_noise(rng, (h, w), (50, 50))
+    base = (0.16 + 0.06 * ribs + 0.08 * ys) * (0.75 + 0.4 * grime)
+    img = base[..., None] * np.array([1.0, 0.96, 0.9], np.float32)
+    for _ in range(int(rng.integers(2, 5))):  # building columns
         x = int(rng.uniform(0.0, w))
-        cw = int(rng.uniform(0.02, 0.05) * w)
-        img[:, x : x + cw] *= rng.uniform(0.5, 0.8)
+        img[:, x : x + int(rng.uniform(0.02, 0.05) * w)] *= rng.uniform(0.45, 0.75)
     return img.astype(np.float32)
+
+
+def _draw_floor(img: np.ndarray, h: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The concrete floor around the roller bed, on the same plane, with joints and oil stains."""
+    step, u0, v0, nu, nv = 4.0, -300.0, -1100.0, 575, 750  # u up to 2000, v up to 1900
+    grime = _smooth_noise(rng, (nv, nu), (10, 10))
+    stains = np.clip(_smooth_noise(rng, (nv, nu), (35, 35)) - 0.55, 0.0, 1.0) * 2.0
+    uu = u0 + step * np.arange(nu, dtype=np.float32)[None, :]
+    vv = v0 + step * np.arange(nv, dtype=np.float32)[:, None]
+    joints = ((uu % 500.0) < 8.0) | ((vv % 500.0) < 8.0)
+    floor = (0.24 + 0.10 * grime) * (1.0 - 0.6 * stains) * np.where(joints, 0.55, 1.0)
+    floor = floor[..., None] * np.array([0.92, 0.96, 1.0], np.float32)
+    to_bed = np.array([[step, 0, u0], [0, step, v0], [0, 0, 1]], dtype=np.float64)
+    return cv2.warpPerspective(
+        floor.astype(np.float32),
+        h @ to_bed,
+        (img.shape[1], img.shape[0]),
+        dst=img,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_TRANSPARENT,
+    )
 
 
 def _draw_stopper(img: np.ndarray, spec: SceneSpec, h: np.ndarray, rng: np.random.Generator):
@@ -316,7 +343,7 @@ def render(spec: SceneSpec) -> np.ndarray:
     pad = _pad(spec)
     h = camera_homography(spec, pad)
     size = (spec.width + 2 * pad, spec.height + 2 * pad)
-    img = _draw_background(size, rng)
+    img = _draw_floor(_draw_background(size, rng), h, rng)
     bed = _draw_bed(spec, rng)
     img = cv2.warpPerspective(
         bed, h, size, dst=img, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT
