@@ -40,6 +40,8 @@ from barsalign.render import render as render_spec
 SCENES = ("bars_at_stopper", "bars_no_stopper", "stopper_no_bars", "background")
 LIGHTINGS = ("day", "artificial", "night")
 LABELS = ("aligned", "not_aligned")
+RENDERER_VERSION = 2
+"""Bumped whenever the drawing changes, so `ensure_default` re-renders a stale default set."""
 
 
 @dataclass(frozen=True)
@@ -457,7 +459,8 @@ def render_dataset(
         with open(tmp / "metadata.jsonl", "w") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        (tmp / "synth_config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+        stamp = {**cfg.to_json(), "renderer_version": RENDERER_VERSION}
+        (tmp / "synth_config.json").write_text(json.dumps(stamp, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -489,7 +492,8 @@ def ensure_default(cfg: SynthConfig | None = None, out_dir: str | Path | None = 
     cfg = cfg or SynthConfig()
     out = Path(out_dir or SYNTH_DIR)
     stamp = out / "synth_config.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(cfg.to_json())):
+    want = json.loads(json.dumps({**cfg.to_json(), "renderer_version": RENDERER_VERSION}))
+    if stamp.is_file() and json.loads(stamp.read_text()) == want:
         return out
     return render_dataset(out, cfg, overwrite=True, progress=True)
 

@@ -270,3 +270,15 @@ def test_cli_refuses_to_overwrite_and_cleans_up_on_failure(
     )
     assert _digest(out) == before, "the complete old set stays; no half-written one replaces it"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_ensure_default_renders_once_and_again_when_the_config_changes(tmp_path: Path) -> None:
+    from barsalign.synth import ensure_default
+
+    cfg = dataclasses.replace(SMALL, n_example=3, n_pool=2, n_clips=0)
+    out = ensure_default(cfg, tmp_path / "default")
+    stamp = (out / "synth_config.json").stat().st_mtime_ns
+    assert ensure_default(cfg, out) == out
+    assert (out / "synth_config.json").stat().st_mtime_ns == stamp, "no second render"
+    ensure_default(dataclasses.replace(cfg, n_pool=3), out)
+    assert len(list((out / "train_set").iterdir())) == 3
