@@ -1,0 +1,354 @@
+"""Fine-tune one backbone into a run folder: `FinetuneConfig` → `run_training` → artefacts.
+
+A run writes `reports/runs/<run>/`: `config.yaml` (the resolved config), `metrics.csv` (one row
+per epoch), `checkpoints/best.ckpt` (by validation F0.5) and `checkpoints/last.ckpt`,
+`curves.png` and `summary.json` (one line). The Trainer's accelerator, devices, strategy,
+num_nodes and precision are parameters, so the same run goes from a laptop CPU to DDP on GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from barsalign.config import RUNS_DIR
+from barsalign.errors import BarsalignError
+from barsalign.model import DEFAULT_BACKBONE, PRESETS, default_image_size
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything one fine-tuning run needs; None fields are resolved in `__post_init__`.
+
+    Args:
+        image_size: square input side; None takes the preset's (or the backbone's own).
+        data_dir: labelled frames; None means the synthetic default (rendered if missing).
+        val_data_dir: a separate validation folder; None splits `data_dir` by clip.
+        pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
+            positive in the training split) or a number.
+        weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
+        unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
+        max_minutes: wall-clock budget for training (None: only `epochs` limits it).
+        early_stopping_patience: epochs without a better validation F0.5 before stopping.
+    """
+
+    backbone: str = DEFAULT_BACKBONE
+    image_size: int | None = None
+    data_dir: str | None = None
+    val_data_dir: str | None = None
+    run_name: str | None = None
+    run_dir: str | None = None
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    dropout: float = 0.3
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    pos_weight: float | str | None = None
+    freeze_backbone: bool = False
+    unfreeze_at_epoch: int | None = None
+    weights: str = "auto"
+    pretrained_path: str | None = None
+    seed: int = 0
+    val_fraction: float = 0.2
+    num_workers: int = 0
+    max_minutes: float | None = None
+    early_stopping_patience: int | None = None
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if self.image_size is None:
+            set_("image_size", default_image_size(self.backbone))
+        if self.run_name is None:
+            set_("run_name", f"finetune_{self.backbone}")
+        if self.run_dir is None:
+            set_("run_dir", str(RUNS_DIR / str(self.run_name)))
+        checks = [
+            (int(self.image_size) >= 32, f"image_size must be >= 32, not {self.image_size}"),
+            (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, not {self.lr}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}"),
+            (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1): {self.val_fraction}"),
+            (self.schedule in ("constant", "cosine"), f"schedule {self.schedule!r}: no such"),
+            (self.weights in ("auto", "random"), f"weights must be auto or random: {self.weights}"),
+            (
+                str(self.precision) in PRECISIONS,
+                f"precision {self.precision!r} not in {PRECISIONS}",
+            ),
+            (
+                self.pos_weight is None
+                or self.pos_weight == "auto"
+                or isinstance(self.pos_weight, int | float),
+                f"pos_weight must be None, 'auto' or a number, not {self.pos_weight!r}",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BarsalignError(msg)
+        for key in ("data_dir", "val_data_dir", "pretrained_path"):
+            value = getattr(self, key)
+            if value is not None and not Path(value).exists():
+                raise BarsalignError(f"{key} {value} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """Parameters from a `conf/*.yaml` profile; unknown keys are an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BarsalignError(f"profile {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BarsalignError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise BarsalignError(f"{path} must hold a mapping of parameter: value")
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise BarsalignError(f"{path}: unknown parameter(s) {unknown}; known: {sorted(fields)}")
+    return data
+
+
+def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
+    """The project's data module (barsalign.data) for this run, at the backbone's data config."""
+    from barsalign.data import AlignmentDataModule
+
+    return AlignmentDataModule(
+        data_dir=cfg.data_dir,
+        val_dir=cfg.val_data_dir,
+        data_config=data_cfg,
+        batch_size=cfg.batch_size,
+        val_fraction=cfg.val_fraction,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+    )
+
+
+def epoch_table(raw_csv: Path) -> Any:
+    """Lightning's CSV log (train and val rows apart) as one row per epoch."""
+    import pandas as pd
+
+    df = pd.read_csv(raw_csv)
+    df = df.drop(columns=[c for c in ("step",) if c in df]).groupby("epoch").first()
+    return df.reset_index()
+
+
+def plot_curves(table: Any, out: Path) -> Path:
+    """Loss and validation metrics per epoch, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for col in ("train_loss", "val_loss"):
+        if col in table:
+            a.plot(table["epoch"], table[col], marker="o", label=col)
+    a.set(xlabel="epoch", ylabel="BCE loss", title="loss")
+    a.legend()
+    for col in ("val_f05", "val_accuracy", "val_auroc", "val_precision", "val_recall"):
+        if col in table:
+            b.plot(table["epoch"], table[col], marker=".", label=col[4:])
+    b.set(xlabel="epoch", ylim=(0, 1.02), title="validation (aligned = positive)")
+    b.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
+    """Train `cfg.backbone` and write the run folder; return the summary (also summary.json).
+
+    Args:
+        datamodule: a LightningDataModule yielding (x float[B,3,S,S], y float[B]) with
+            aligned = 1; None builds the project's own from `cfg.data_dir`.
+    """
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from barsalign.model import AlignmentClassifier, StagedUnfreeze, count_parameters, data_config
+
+    # 1. seed, data and model
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.data_dir is None and datamodule is None:
+        from barsalign.synth import ensure_default
+
+        cfg = dataclasses.replace(cfg, data_dir=str(ensure_default()))
+    run_dir = Path(str(cfg.run_dir))
+    model = AlignmentClassifier(
+        backbone=cfg.backbone,
+        image_size=int(cfg.image_size or 224),
+        dropout=cfg.dropout,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        schedule=cfg.schedule,
+        warmup_epochs=cfg.warmup_epochs,
+        pos_weight=None,
+        freeze_backbone=cfg.freeze_backbone,
+        weights=cfg.weights,
+        pretrained_path=cfg.pretrained_path,
+    )
+    if datamodule is None:
+        datamodule = make_datamodule(cfg, data_config(model.backbone, int(cfg.image_size or 224)))
+    if cfg.pos_weight is not None:
+        if cfg.pos_weight == "auto":
+            datamodule.setup("fit")
+            pw = float(datamodule.pos_weight)
+        else:
+            pw = float(cfg.pos_weight)
+        model.loss.pos_weight = torch.tensor([pw])
+        model.hparams["pos_weight"] = pw
+
+    # 2. callbacks and trainer
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_f05",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,
+    )
+    callbacks: list[Any] = [ckpt]
+    if cfg.freeze_backbone:
+        callbacks.append(StagedUnfreeze(cfg.unfreeze_at_epoch))
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping("val_f05", mode="max", patience=cfg.early_stopping_patience))
+    logger = CSVLogger(str(run_dir), name="", version="logs")
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        deterministic=False,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("best.ckpt", "last.ckpt"):
+            (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
+        resolved = {**cfg.to_dict(), "weights_source": model.weights_source}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    # 3. fit, then the artefacts (rank zero only)
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return {}
+    table = epoch_table(Path(logger.log_dir) / "metrics.csv")
+    table.to_csv(run_dir / "metrics.csv", index=False)
+    plot_curves(table, run_dir / "curves.png")
+    best_path = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+    best = table.loc[table["val_f05"].idxmax()] if "val_f05" in table else None
+    n_train = int(getattr(datamodule, "n_train", 0) or 0)
+    summary = {
+        "run": run_dir.name,
+        "backbone": cfg.backbone,
+        "image_size": cfg.image_size,
+        "weights_source": model.weights_source.split(":")[0],
+        "best_f05": round(float(best["val_f05"]), 4) if best is not None else None,
+        "accuracy": round(float(best["val_accuracy"]), 4) if best is not None else None,
+        "auroc": round(float(best["val_auroc"]), 4) if best is not None else None,
+        "best_epoch": int(best["epoch"]) + 1 if best is not None else None,
+        "epochs": int(trainer.current_epoch),
+        "seconds": round(seconds, 1),
+        "train_images_per_s": round(n_train * trainer.current_epoch / seconds, 1)
+        if n_train
+        else None,
+        "parameters": count_parameters(model),
+        "checkpoint_mb": round(best_path.stat().st_size / 2**20, 1) if best_path else None,
+        "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+        "devices": trainer.num_devices * trainer.num_nodes,
+        "precision": str(cfg.precision),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
+    log.info("run %s: %s", run_dir, summary)
+    return summary
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune one backbone into a run folder",
+        description="Fine-tune a timm backbone (aligned / not aligned) and write a run folder: "
+        "config.yaml, metrics.csv, best/last checkpoints, curves.png, summary.json.",
+    )
+    p.add_argument("--data", dest="data_dir", help="labelled frames (default: synthetic)")
+    p.add_argument("--val-data", dest="val_data_dir", help="separate validation frames")
+    p.add_argument("--backbone", help=f"timm name; presets: {', '.join(PRESETS)}")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--out", dest="run_dir", help="run folder (default reports/runs/<run>)")
+    p.add_argument("--profile", help="conf/*.yaml parameter file; flags override it")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weights", choices=("auto", "random"))
+    p.add_argument("--pretrained-path", help="safetensors or state dict to start from")
+    p.add_argument("--pos-weight", help="'auto' or a number (default: unweighted)")
+    p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--patience", dest="early_stopping_patience", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--accelerator", help="cpu, gpu, auto")
+    p.add_argument("--devices", help="number of devices or 'auto'")
+    p.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp, ...")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = load_profile(args.profile) if args.profile else {}
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    params.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if isinstance(params.get("devices"), str) and params["devices"].isdigit():
+        params["devices"] = int(params["devices"])
+    if isinstance(params.get("pos_weight"), str) and params["pos_weight"] != "auto":
+        try:
+            params["pos_weight"] = float(params["pos_weight"])
+        except ValueError:
+            msg = f"--pos-weight {params['pos_weight']!r}: 'auto' or a number"
+            raise BarsalignError(msg) from None
+    params["progress_bar"] = not args.no_progress
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    summary = run_training(FinetuneConfig(**params))
+    if summary:
+        print(json.dumps(summary))
+    return 0
+
+
+__all__ = ["FinetuneConfig", "epoch_table", "load_profile", "plot_curves", "run_training"]
