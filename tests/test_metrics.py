@@ -1,0 +1,103 @@
+"""Metrics against scikit-learn on random inputs, with aligned (1) as the positive class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    fbeta_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from barsalign.errors import BarsalignError
+from barsalign.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    reliability_table,
+    threshold_for_precision,
+    threshold_max_fbeta,
+)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_binary_metrics_match_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 300))
+    y = (rng.random(n) < rng.uniform(0.1, 0.6)).astype(int)
+    s = np.clip(0.5 * y + rng.normal(0.25, 0.3, n), 0, 1).round(int(rng.integers(1, 4)))
+    t = float(rng.uniform(0.2, 0.8))
+    pred = (s >= t).astype(int)
+    m = binary_metrics(y, s, t)
+    assert m["f05"] == pytest.approx(fbeta_score(y, pred, beta=0.5, zero_division=0))
+    assert m["f1"] == pytest.approx(f1_score(y, pred, zero_division=0))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["precision"] == pytest.approx(precision_score(y, pred, zero_division=0))
+    assert m["recall"] == pytest.approx(recall_score(y, pred, zero_division=0))
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, s))
+    assert m["tp"] + m["fp"] + m["tn"] + m["fn"] == n
+
+
+def test_aligned_is_the_positive_class() -> None:
+    y = [1, 1, 0, 0, 0]
+    s = [0.9, 0.8, 0.7, 0.1, 0.2]  # one false "aligned" at 0.5
+    m = binary_metrics(y, s, 0.5)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 0, 2)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_max_f05_is_the_best_over_sklearns_curve(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    n = 200
+    y = (rng.random(n) < 0.35).astype(int)
+    s = np.clip(0.4 * y + rng.normal(0.3, 0.25, n), 0, 1).round(2)
+    thr, f = threshold_max_fbeta(y, s, beta=0.5)
+    best = max(
+        fbeta_score(y, (s >= t).astype(int), beta=0.5, zero_division=0) for t in np.unique(s)
+    )
+    assert f == pytest.approx(best)
+    assert fbeta_score(y, (s >= thr).astype(int), beta=0.5) == pytest.approx(best)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_for_precision_is_the_lowest_reaching_the_target(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    y = (rng.random(300) < 0.4).astype(int)
+    s = np.clip(0.5 * y + rng.normal(0.25, 0.2, 300), 0, 1)
+    target = 0.95
+    thr = threshold_for_precision(y, s, target)
+    precision, _, thresholds = precision_recall_curve(y, s)
+    reaching = [t for p, t in zip(precision[:-1], thresholds, strict=True) if p >= target]
+    if not reaching:
+        assert thr is None
+    else:
+        assert thr == pytest.approx(min(reaching))
+        assert precision_score(y, (s >= thr).astype(int)) >= target
+
+
+def test_precision_target_out_of_reach_is_none() -> None:
+    assert threshold_for_precision([1, 0, 1, 0], [0.9, 0.95, 0.5, 0.6], 0.99) is None
+
+
+def test_one_class_and_empty_sets_give_clear_answers_not_nan() -> None:
+    m = binary_metrics([0, 0, 0], [0.1, 0.7, 0.2])
+    assert m["auroc"] is None and m["precision"] == 0.0 and m["accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(BarsalignError, match="empty"):
+        binary_metrics([], [])
+    with pytest.raises(BarsalignError, match="NaN"):
+        binary_metrics([0, 1], [0.2, float("nan")])
+
+
+def test_reliability_of_a_calibrated_scorer_is_close_to_the_diagonal() -> None:
+    rng = np.random.default_rng(7)
+    s = rng.random(20000)
+    y = (rng.random(20000) < s).astype(int)
+    table = reliability_table(y, s, bins=10)
+    assert (table["mean_score"] - table["share_aligned"]).abs().max() < 0.03
+    assert expected_calibration_error(y, s) < 0.02
+    assert expected_calibration_error(y, np.clip(s * 0.3, 0, 1)) > 0.2
