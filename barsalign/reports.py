@@ -126,6 +126,32 @@ a { color: #0b5cad; }
 """
 
 
+def _comparison_html(reports_dir: Path) -> str:
+    """The newest evaluation's comparison table (runs/*/comparison.csv), best F0.5 first."""
+    import pandas as pd
+
+    tables = sorted(
+        (reports_dir / "runs").glob("*/comparison.csv"), key=lambda p: p.stat().st_mtime
+    )
+    if not tables:
+        return ""
+    df = pd.read_csv(tables[-1])
+    link = tables[-1].parent.relative_to(reports_dir).as_posix()
+    pages = sorted(tables[-1].parent.glob("*.html"))
+    source = (
+        (
+            f' from <a href="{html.escape(link)}/{html.escape(pages[0].name)}">'
+            f"{html.escape(link)}</a>"
+        )
+        if pages
+        else ""
+    )
+    table = df.to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", classes="comparison", border=0
+    )
+    return f"<h2>Model comparison (held-out set){source}</h2>{table}"
+
+
 def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign reports") -> Path:
     """Write `reports/index.html`: the project summary and a row per run linking its HTML."""
     reports_dir = Path(reports_dir)
@@ -153,13 +179,15 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
             cls = ' class="num"' if isinstance(v, int | float) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+    comparison = _comparison_html(reports_dir)
     body = (
         f"<h1>{html.escape(title)}</h1>"
         '<p class="sub">Is every bar\'s head at the stopper? Classifiers that say <b>aligned</b> '
         "or <b>not aligned</b> from the stopper camera, trained and evaluated on the data "
         "named in each run. Aligned is the positive class; F0.5 weighs precision higher because "
         'a false "aligned" means a bad cut.</p>'
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{comparison}<h2>Runs</h2>"
+        f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
     page = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
