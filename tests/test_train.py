@@ -1,0 +1,242 @@
+"""Training: a few steps per preset, the run folder, checkpoints, freezing, the CLI and DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader, TensorDataset
+
+from barsalign.cli import main
+from barsalign.config import PROJ_ROOT
+from barsalign.errors import BarsalignError
+from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
+from barsalign.train import FinetuneConfig, load_profile, run_training
+
+TINY = 64
+
+
+class TensorData(pl.LightningDataModule):
+    """Separable tensors (aligned images are brighter): enough to see a fit move, no files."""
+
+    def __init__(self, n: int = 16, size: int = TINY, batch_size: int = 8) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.y = (torch.arange(n) % 2).float()
+        self.x = torch.randn(n, 3, size, size, generator=gen) * 0.5 + self.y[:, None, None, None]
+        self.batch_size = batch_size
+        self.n_train = n
+        self.pos_weight = 1.0
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size)
+
+
+def _quiet_trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", list(PRESETS))
+def test_each_preset_fits_a_few_steps_from_random_init(backbone: str) -> None:
+    model = AlignmentClassifier(backbone, image_size=TINY, weights="random", lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    trainer = _quiet_trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=TensorData(n=8, batch_size=4))
+    assert trainer.global_step == 2
+    after = model.state_dict()
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+    moved = [
+        k for k in before if k.startswith("backbone.") and not torch.equal(before[k], after[k])
+    ]
+    assert moved, "the backbone is fine-tuned by default"
+    assert set(trainer.callback_metrics) >= {"val_f05", "val_f1", "val_auroc", "val_loss"}
+
+
+@pytest.mark.slow
+def test_run_folder_and_checkpoint_round_trip(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = FinetuneConfig(
+        backbone="resnet18",
+        image_size=TINY,
+        weights="random",
+        epochs=2,
+        lr=1e-3,
+        run_dir=str(run),
+        pos_weight=2.0,
+        schedule="cosine",
+        warmup_epochs=0.5,
+    )
+    data = TensorData()
+    summary = run_training(cfg, datamodule=data)
+    for name in ("config.yaml", "metrics.csv", "curves.png", "summary.json"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk == summary and len((run / "summary.json").read_text().splitlines()) == 1
+    assert summary["backbone"] == "resnet18" and summary["weights_source"] == "random"
+    assert summary["epochs"] == 2 and 0 <= summary["best_f05"] <= 1
+    assert summary["parameters"] > 11_000_000 and summary["checkpoint_mb"] > 40
+    table = pd.read_csv(run / "metrics.csv")
+    assert list(table["epoch"]) == [0, 1]
+    assert {"train_loss", "val_loss", "val_f05", "val_precision", "val_recall"} <= set(table)
+    assert summary["best_f05"] == round(table["val_f05"].max(), 4)
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["image_size"] == TINY and resolved["weights_source"] == "random"
+
+    # the best checkpoint reloads (weights_only) and predicts what was logged for its epoch
+    model = load_checkpoint(run / "checkpoints" / "best.ckpt", backbone="resnet18")
+    assert model.hparams.pos_weight == 2.0 and not model.training
+    scores = _validate(model, data)
+    best = table.loc[table["val_f05"].idxmax()]
+    assert scores["val_f05"] == pytest.approx(best["val_f05"], abs=1e-4)
+    assert scores["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-4)
+
+
+def _validate(model: AlignmentClassifier, data: pl.LightningDataModule) -> dict[str, float]:
+    out = _quiet_trainer().validate(model, datamodule=data, verbose=False)[0]
+    return {k: float(v) for k, v in out.items()}
+
+
+def test_checkpoint_of_another_backbone_or_head_is_a_clear_error(tmp_path: Path) -> None:
+    model = AlignmentClassifier("resnet18", image_size=TINY, weights="random")
+    ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    path = tmp_path / "r18.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(BarsalignError, match="backbone 'resnet18', not 'convnext_tiny'"):
+        load_checkpoint(path, backbone="convnext_tiny")
+    # a head of another width (e.g. a 2-class head) in a checkpoint that names resnet18
+    sd = dict(model.state_dict())
+    sd["head.1.weight"] = torch.zeros(2, 512)
+    sd["head.1.bias"] = torch.zeros(2)
+    torch.save({**ckpt, "state_dict": sd}, path)
+    with pytest.raises(BarsalignError, match="does not fit resnet18 with a one-logit head"):
+        load_checkpoint(path)
+    # tensors of another backbone under a resnet18 name
+    other = AlignmentClassifier("resnet34", image_size=TINY, weights="random")
+    torch.save({**ckpt, "state_dict": other.state_dict()}, path)
+    with pytest.raises(BarsalignError, match="does not fit resnet18"):
+        load_checkpoint(path)
+    (tmp_path / "plain.pt").write_bytes(b"garbage")
+    with pytest.raises(BarsalignError, match="plain.pt is not a readable checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unfreeze_at", [None, 1])
+def test_frozen_backbone_stays_put_until_unfrozen(tmp_path: Path, unfreeze_at: int | None) -> None:
+    cfg = FinetuneConfig(
+        backbone="resnet18",
+        image_size=TINY,
+        weights="random",
+        epochs=2,
+        lr=1e-3,
+        run_dir=str(tmp_path / "run"),
+        freeze_backbone=True,
+        unfreeze_at_epoch=unfreeze_at,
+    )
+    pl.seed_everything(cfg.seed, verbose=False)
+    before = AlignmentClassifier("resnet18", image_size=TINY, weights="random").state_dict()
+    run_training(cfg, datamodule=TensorData())
+    after = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").state_dict()
+    key = "backbone.layer1.0.conv1.weight"
+    assert torch.equal(before[key], after[key]) == (unfreeze_at is None)
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+
+
+def test_config_and_profiles_validate(tmp_path: Path) -> None:
+    assert FinetuneConfig().image_size == 224
+    assert FinetuneConfig(backbone="convnext_tiny").image_size == 384
+    for bad, match in (
+        ({"epochs": 0}, "epochs"),
+        ({"precision": "8-bit"}, "precision"),
+        ({"pos_weight": "lots"}, "pos_weight"),
+        ({"data_dir": str(tmp_path / "missing")}, "data_dir"),
+    ):
+        with pytest.raises(BarsalignError, match=match):
+            FinetuneConfig(**bad)
+    cpu = FinetuneConfig(**load_profile(PROJ_ROOT / "conf" / "cpu.yaml"))
+    assert cpu.accelerator == "cpu" and cpu.backbone == "tf_efficientnet_lite0"
+    gpu = FinetuneConfig(**load_profile(PROJ_ROOT / "conf" / "gpu.yaml"))
+    assert gpu.accelerator == "gpu" and gpu.precision == "bf16-mixed"
+    study = [p.name for p in PRESETS.values() if p.profile == "gpu"]
+    text = (PROJ_ROOT / "conf" / "gpu.yaml").read_text()
+    assert all(name in text for name in study)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbone: resnet18\nbatchsize: 4\n")
+    with pytest.raises(BarsalignError, match=r"bad.yaml: unknown parameter\(s\) \['batchsize'\]"):
+        load_profile(bad)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("barsalign train: error: data_dir") and "\n" not in err
+    assert main(["train", "--backbone", "no_such_net", "--weights", "random"]) == 2
+    assert "unknown timm backbone" in capsys.readouterr().err
+
+
+DDP_SCRIPT = """
+import json, sys
+import torch.distributed as dist
+from tests.test_train import TensorData
+from barsalign.train import FinetuneConfig, run_training
+
+cfg = FinetuneConfig(backbone="resnet18", image_size=32, weights="random", epochs=2,
+                     batch_size=4, run_dir=sys.argv[1], accelerator="cpu", devices=2,
+                     strategy="ddp", num_nodes=1)
+summary = run_training(cfg, datamodule=TensorData(n=16, size=32, batch_size=4))
+print("RESULT", json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(),
+                            "backend": dist.get_backend(), "summary": summary}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_on_gloo(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, str(script), str(run)],
+        cwd=PROJ_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [
+        json.loads(line.split("RESULT ", 1)[1])
+        for line in done.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert all(r["world"] == 2 and r["backend"] == "gloo" for r in results)
+    rank0 = next(r for r in results if r["rank"] == 0)
+    assert rank0["summary"]["devices"] == 2 and rank0["summary"]["epochs"] == 2
+    assert next(r for r in results if r["rank"] == 1)["summary"] == {}  # rank 0 writes
+    assert json.loads((run / "summary.json").read_text()) == rank0["summary"]
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt", backbone="resnet18")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(PROJ_ROOT)}
