@@ -250,6 +250,8 @@ class AlignmentClassifier(pl.LightningModule):
         pos_weight: BCE weight of positive (aligned) frames; None for unweighted.
         schedule: "constant" or "cosine" learning rate, after `warmup_epochs` of linear warm-up.
         freeze_backbone: train only the head (see `StagedUnfreeze` for unfreezing later).
+        preprocess: the preprocessing config the data went through, kept in the checkpoint so
+            evaluation and export apply the same (not used by the model itself).
     """
 
     def __init__(
@@ -265,6 +267,7 @@ class AlignmentClassifier(pl.LightningModule):
         freeze_backbone: bool = False,
         weights: str = "auto",
         pretrained_path: str | None = None,
+        preprocess: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if schedule not in ("constant", "cosine"):

@@ -112,6 +112,12 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
+        """A config from the known keys of `params` (a notebook's `globals()`, a profile)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
 
 def load_profile(path: str | Path) -> dict[str, Any]:
     """Parameters from a `conf/*.yaml` profile; unknown keys are an error naming the file."""
