@@ -82,10 +82,12 @@ def inventory(data_dir: str | Path) -> pd.DataFrame:
 
 
 def balance(df: pd.DataFrame, by: str = "label") -> pd.DataFrame:
-    """Counts and shares per value of `by` (per subset when the table has several)."""
-    table = df.groupby(["subset", by], dropna=False).size().rename("frames").reset_index()
-    table["share"] = table["frames"] / table.groupby("subset")["frames"].transform("sum")
-    return table
+    """Frames and share of each value of `by`, one column pair per subset (and in all)."""
+    counts = df.groupby([by, "subset"], dropna=False).size().unstack("subset", fill_value=0)
+    counts["all"] = counts.sum(axis=1)
+    shares = counts / counts.sum(axis=0)
+    table = pd.concat({"frames": counts, "share": shares}, axis=1).swaplevel(axis=1)
+    return table[[c for s in counts.columns for c in ((s, "frames"), (s, "share"))]]
 
 
 def plot_brightness(df: pd.DataFrame, threshold: float = DARK_THRESHOLD):

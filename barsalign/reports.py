@@ -105,11 +105,14 @@ def _run_entries(runs_dir: Path) -> list[dict[str, Any]]:
             continue
         summary_path = run / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        info_path = run / "run.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         entries.append(
             {
                 "run": run.name,
                 "html": pages[0],
                 "summary": summary,
+                "title": info.get("title", ""),
                 "mtime": time.strftime("%Y-%m-%d %H:%M", time.localtime(pages[0].stat().st_mtime)),
             }
         )
@@ -164,13 +167,15 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
             if isinstance(v, int | float | str) and k not in ("run",)
         }
     )
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["run", "report", "updated", *keys])
+    columns = ["run", "report", "what", "updated", *keys]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in columns)
     rows = []
     for e in entries:
         link = e["html"].relative_to(reports_dir).as_posix()
         cells = [
             f"<td>{html.escape(e['run'])}</td>",
             f'<td><a href="{html.escape(link)}">{html.escape(e["html"].name)}</a></td>',
+            f"<td>{html.escape(e['title'])}</td>",
             f"<td>{e['mtime']}</td>",
         ]
         for k in keys:
@@ -207,6 +212,10 @@ def run_demo(plan: list[DemoRun] | None = None, runs_dir: Path = RUNS_DIR) -> Pa
     for step in plan or DEMO_PLAN:
         started = time.perf_counter()
         print(f"[demo] {step.notebook} -> {runs_dir / step.run}", flush=True)
+        (runs_dir / step.run).mkdir(parents=True, exist_ok=True)
+        (runs_dir / step.run / "run.json").write_text(
+            json.dumps({"notebook": step.notebook, "title": step.title, "params": step.params})
+        )
         executed = execute_notebook(step.notebook, runs_dir / step.run, step.params)
         to_html(executed)
         print(f"[demo] {step.run} done in {time.perf_counter() - started:.0f} s", flush=True)
