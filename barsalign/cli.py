@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.synth",
     "barsalign.reports",
     "barsalign.train",
+    "barsalign.export",
+    "barsalign.monitor",
 )
 
 

@@ -1,0 +1,720 @@
+"""Export a trained checkpoint to ONNX and TorchScript (CoreML where coremltools installs).
+
+Each export is checked against PyTorch on real preprocessed frames (max |logit difference| and
+the label on every frame) before a **model card** is written beside it
+(`model.onnx` → `model.onnx.card.json`): backbone, input size, the full `PreprocessConfig`, the
+normalisation, the operating threshold and where it came from, the metrics, the parity numbers
+and the sha256 of both the source checkpoint and the exported file. `load_exported` refuses a
+model without a card, or whose card belongs to another file, another input size or another
+preprocessing, so a model is never fed frames preprocessed another way.
+
+ONNX goes through the TorchScript-based exporter (`dynamo=False`): the torch.export-based one
+needs `onnxscript`, which is not installed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barsalign.config import RUNS_DIR
+from barsalign.errors import BarsalignError
+
+CARD_VERSION = 1
+FORMATS = ("onnx", "torchscript", "coreml")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "coreml": ".mlpackage"}
+CARD_KEYS = (
+    "card_version",
+    "format",
+    "model_file",
+    "model_sha256",
+    "backbone",
+    "image_size",
+    "input",
+    "preprocess",
+    "data_config",
+    "threshold",
+)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export and how to check it.
+
+    Args:
+        checkpoint: a `.ckpt`; None takes the best run under `runs_dir` (by validation F0.5).
+        out_dir: where models and cards go; None means `<run>/export/`.
+        threshold: the operating threshold; None takes evaluation's (see `operating_point`),
+            else 0.5.
+        evaluation: a `comparison.csv` from 05_evaluate; None looks for the newest under
+            `runs_dir`.
+        parity_data: a folder of frames (or a synthetic data set) for the parity check; None
+            means the synthetic default's labelled set.
+        tolerance: the largest allowed |logit difference| against PyTorch.
+    """
+
+    checkpoint: str | None = None
+    runs_dir: str | None = None
+    out_dir: str | None = None
+    formats: tuple[str, ...] = ("onnx", "torchscript", "coreml")
+    opset: int = 17
+    threshold: float | None = None
+    evaluation: str | None = None
+    parity_data: str | None = None
+    parity_frames: int = 32
+    tolerance: float = 1e-4
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(self.formats))
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise BarsalignError(f"formats must be some of {FORMATS}, not {list(self.formats)}")
+        if self.opset < 17:
+            raise BarsalignError(f"opset must be 17 or newer, not {self.opset}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise BarsalignError(f"threshold must lie in (0, 1), not {self.threshold}")
+        if self.parity_frames < 2:
+            raise BarsalignError(f"parity_frames must be >= 2, not {self.parity_frames}")
+
+
+def _inference_net(model: Any) -> Any:
+    """A plain `nn.Module` (backbone → head → logits [B]) that tracing and export accept.
+
+    Tracing the LightningModule itself fails (`trainer` is looked up and raises outside fit).
+    """
+    import torch
+    from torch import nn
+
+    class _Net(nn.Module):
+        def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.head = head
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.backbone(x)).squeeze(1)
+
+    return _Net(model.backbone, model.head).eval()
+
+
+def sha256(path: str | Path) -> str:
+    """The file's sha256 (a folder's — a CoreML package — over its files in name order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def size_mb(path: str | Path) -> float:
+    path = Path(path)
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def card_path(model_path: str | Path) -> Path:
+    """Where a model's card lives: `model.onnx` → `model.onnx.card.json`."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".card.json")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def best_checkpoint(runs_dir: str | Path = RUNS_DIR) -> Path:
+    """The best.ckpt of the run with the highest validation F0.5 (summary.json)."""
+    runs_dir = Path(runs_dir)
+    found = []
+    for ckpt in sorted(runs_dir.glob("*/checkpoints/best.ckpt")):
+        summary = ckpt.parent.parent / "summary.json"
+        score = json.loads(summary.read_text()).get("best_f05") if summary.is_file() else None
+        found.append((score if isinstance(score, int | float) else -1.0, ckpt))
+    if not found:
+        raise BarsalignError(
+            f"no trained run under {runs_dir} (no */checkpoints/best.ckpt): train one first "
+            "(barsalign train) or pass a checkpoint"
+        )
+    return max(found, key=lambda t: t[0])[1]
+
+
+def untrained_checkpoint(
+    path: str | Path, backbone: str | None = None, image_size: int = 224, preprocess: Any = None
+) -> Path:
+    """A checkpoint of an untrained (random-weight) classifier, in the layout `load_checkpoint`
+    reads: for latency benchmarks and tests, where what matters is the network, not its skill."""
+    import torch
+
+    from barsalign.model import DEFAULT_BACKBONE, AlignmentClassifier
+    from barsalign.preprocess import PreprocessConfig
+
+    pcfg = preprocess if preprocess is not None else PreprocessConfig()
+    model = AlignmentClassifier(
+        backbone=backbone or DEFAULT_BACKBONE,
+        image_size=image_size,
+        weights="random",
+        preprocess=dataclasses.asdict(pcfg),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
+def operating_point(
+    run: str, threshold: float | None = None, evaluation: str | Path | None = None, runs_dir=None
+) -> tuple[float, str, dict[str, Any]]:
+    """The threshold for the operator's screen, where it came from, and the metrics behind it.
+
+    An explicit `threshold` wins. Otherwise the row of `run` in 05_evaluate's comparison.csv
+    (the given one, else the newest under `runs_dir`): its threshold for the precision target
+    where reached, else its max-F0.5 threshold. Without an evaluation: 0.5, said so.
+    """
+    import pandas as pd
+
+    runs_dir = Path(runs_dir or RUNS_DIR)
+    tables = (
+        [Path(evaluation)]
+        if evaluation
+        else sorted(runs_dir.glob("*/comparison.csv"), key=lambda p: p.stat().st_mtime)[::-1]
+    )
+    if evaluation and not tables[0].is_file():
+        raise BarsalignError(f"evaluation table {evaluation} does not exist")
+    for table in tables:
+        df = pd.read_csv(table)
+        if "model" not in df or run not in set(df["model"].astype(str)):
+            continue
+        row = {k: _jsonable(v) for k, v in df[df["model"].astype(str) == run].iloc[0].items()}
+        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        metrics = {"source": str(table), **row}
+        if threshold is not None:
+            return float(threshold), "given", metrics
+        for key, why in (("threshold_precision", "precision target"), ("threshold_f05", "F0.5")):
+            if row.get(key) is not None:
+                return float(row[key]), f"evaluation ({why}): {table}", metrics
+    summary = runs_dir / run / "summary.json"
+    metrics = {"source": "no evaluation found"}
+    if summary.is_file():
+        metrics = {"source": f"validation split of the training run ({summary})"}
+        metrics.update(json.loads(summary.read_text()))
+    if threshold is not None:
+        return float(threshold), "given", metrics
+    return 0.5, "default 0.5 (no evaluation of this run found)", metrics
+
+
+def parity_frames(data: str | Path | None, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """`n` real frames (BGR) spread over a folder (both classes where it has them)."""
+    import cv2
+
+    from barsalign.eda import IMAGE_SUFFIXES
+
+    if data is None:
+        from barsalign.synth import ensure_default
+
+        data = ensure_default()
+    root = Path(data)
+    if (root / "example_set").is_dir():
+        root = root / "example_set"
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 2:
+        raise BarsalignError(f"{root} holds {len(paths)} images; the parity check needs 2 or more")
+    pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(n, len(paths)))]
+    frames = []
+    for p in pick:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise BarsalignError(f"{p} is not a readable image (needed for the parity check)")
+        frames.append(img)
+    return frames, [str(p) for p in pick]
+
+
+def parity(reference: np.ndarray, other: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Max |logit difference| and whether every frame gets the same label at `threshold`."""
+    reference = np.asarray(reference, dtype=np.float64).ravel()
+    other = np.asarray(other, dtype=np.float64).ravel()
+    if reference.shape != other.shape:
+        raise BarsalignError(f"{len(other)} logits against {len(reference)} from PyTorch")
+    cut = math.log(threshold / (1.0 - threshold))  # sigmoid(logit) >= t  <=>  logit >= cut
+    differ = int(((reference >= cut) != (other >= cut)).sum())
+    return {
+        "frames": int(len(reference)),
+        "max_abs_logit_diff": float(np.abs(reference - other).max()),
+        "labels_differ": differ,
+        "same_labels": differ == 0,
+    }
+
+
+def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session (all graph optimisations; `threads` intra-op threads)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - any ORT failure means an unusable file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BarsalignError(f"{path} is not a loadable ONNX model: {first}") from None
+
+
+def _export_onnx(net: Any, example: Any, out: Path, opset: int) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (example,),
+            str(out),
+            input_names=["input"],
+            output_names=["logit"],
+            dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _export_torchscript(net: Any, example: Any, out: Path) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, example, check_trace=False)
+        torch.jit.save(traced, str(out))
+
+
+def _export_coreml(net: Any, example: Any, out: Path) -> dict[str, Any]:
+    """CoreML ML Program through coremltools, or why not (skipped / failed)."""
+    if importlib.util.find_spec("coremltools") is None:
+        return {
+            "status": "skipped",
+            "reason": "coremltools is not installed (optional extra: pip install coremltools)",
+        }
+    import torch
+
+    try:
+        import coremltools as ct
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(net, example, check_trace=False)
+            ml = ct.convert(
+                traced,
+                inputs=[ct.TensorType(name="input", shape=tuple(example.shape))],
+                convert_to="mlprogram",
+            )
+            ml.save(str(out))
+    except Exception as err:  # noqa: BLE001 - report the converter's failure, do not crash
+        line = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        return {"status": "failed", "reason": f"coremltools {ct.__version__}: {line}"}
+    return {
+        "status": "exported",
+        "parity": "not checked: CoreML models run on macOS only"
+        if platform.system() != "Darwin"
+        else "not checked",
+    }
+
+
+def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
+    """Export, check against PyTorch and write the cards; return a summary per format.
+
+    A format whose parity check fails raises BarsalignError (and gets no card); CoreML is
+    reported as skipped or failed instead where coremltools is missing or cannot convert.
+    """
+    import torch
+
+    from barsalign.evaluate import load_scorer
+
+    # 1. the checkpoint, its preprocessing and its operating point
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.runs_dir or RUNS_DIR)
+    scorer = load_scorer(ckpt)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threshold, threshold_source, metrics = operating_point(
+        scorer.name, cfg.threshold, cfg.evaluation, cfg.runs_dir or run_dir.parent
+    )
+
+    # 2. real frames, preprocessed the way the model was trained, and PyTorch's logits
+    frames, frame_paths = parity_frames(cfg.parity_data, cfg.parity_frames)
+    batch = scorer.tensors(frames).astype(np.float32)
+    net = _inference_net(scorer.torch_model)
+    with torch.inference_mode():
+        reference = net(torch.from_numpy(batch)).numpy()
+    example = torch.from_numpy(batch[:1])
+    base_card = {
+        "card_version": CARD_VERSION,
+        "run": scorer.name,
+        "backbone": scorer.backbone,
+        "image_size": scorer.image_size,
+        "input": {"name": "input", "shape": ["batch", 3, scorer.image_size, scorer.image_size]},
+        "output": "logit per frame; sigmoid(logit) = P(aligned); aligned when >= threshold",
+        "preprocess": dataclasses.asdict(scorer.preprocess_cfg),
+        "data_config": _jsonable(scorer.data_config),
+        "threshold": threshold,
+        "threshold_source": threshold_source,
+        "metrics": _jsonable(metrics),
+        "parameters": scorer.parameters,
+        "weights_source": scorer.weights_source,
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": sha256(ckpt),
+        "exported_with": {"torch": torch.__version__, "exporter": "torch.onnx (dynamo=False)"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+    # 3. each format: export, check, card
+    results: dict[str, Any] = {}
+    for fmt in cfg.formats:
+        out = out_dir / f"{cfg.name}{SUFFIXES[fmt]}"
+        card_path(out).unlink(missing_ok=True)
+        if fmt == "coreml":
+            results[fmt] = _export_coreml(net, example, out)
+            if results[fmt]["status"] != "exported":
+                continue
+            check: dict[str, Any] = {"note": results[fmt]["parity"]}
+        else:
+            (
+                _export_onnx(net, example, out, cfg.opset)
+                if fmt == "onnx"
+                else _export_torchscript(net, example, out)
+            )
+            logits = format_logits(fmt, out)(batch)
+            logits_b1 = np.concatenate([format_logits(fmt, out)(batch[i : i + 1]) for i in (0, 1)])
+            check = parity(reference, logits, threshold)
+            check["batch1_max_abs_logit_diff"] = float(np.abs(logits_b1 - reference[:2]).max())
+            check["tolerance"] = cfg.tolerance
+            worst = max(check["max_abs_logit_diff"], check["batch1_max_abs_logit_diff"])
+            if worst > cfg.tolerance or not check["same_labels"]:
+                raise BarsalignError(
+                    f"{out} does not match PyTorch on {len(frames)} frames: max |logit diff| "
+                    f"{worst:.2e} (allowed {cfg.tolerance:g}), {check['labels_differ']} labels "
+                    "differ; no card written, so nothing will load it"
+                )
+            results[fmt] = {"status": "exported"}
+        card = {
+            **base_card,
+            "format": fmt,
+            "model_file": out.name,
+            "model_sha256": sha256(out),
+            "parity": {**check, "frames_from": str(Path(frame_paths[0]).parent.parent)},
+        }
+        if fmt == "onnx":
+            card["opset"] = cfg.opset
+        card_path(out).write_text(json.dumps(card, indent=2) + "\n")
+        results[fmt].update(path=str(out), card=str(card_path(out)), size_mb=size_mb(out), **check)
+    return {
+        "checkpoint": str(ckpt),
+        "checkpoint_mb": size_mb(ckpt),
+        "out_dir": str(out_dir),
+        "threshold": threshold,
+        "threshold_source": threshold_source,
+        "formats": results,
+    }
+
+
+def format_logits(fmt: str, path: Path, threads: int | None = None) -> Callable[..., np.ndarray]:
+    """A function batch [B,3,S,S] float32 → logits [B] for an exported file (no card check)."""
+    import torch
+
+    if fmt == "onnx":
+        session = onnx_session(path, threads)
+        name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]
+    if fmt == "torchscript":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as err:  # noqa: BLE001
+            raise BarsalignError(f"{path} is not a loadable TorchScript model: {err}") from None
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+        return run
+    raise BarsalignError(f"cannot run {fmt} models on this machine")
+
+
+def _format_of(path: Path) -> str:
+    for fmt, suffix in SUFFIXES.items():
+        if path.name.endswith(suffix):
+            return fmt
+    raise BarsalignError(f"{path}: not an exported model ({', '.join(SUFFIXES.values())})")
+
+
+@dataclass
+class ExportedModel:
+    """An exported model whose card has been checked, with the preprocessing it must get."""
+
+    path: Path
+    card: dict[str, Any]
+    preprocess_cfg: Any
+    data_config: dict[str, Any]
+    logits_fn: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.card["image_size"])
+
+
+def read_card(model_path: str | Path, expect_preprocess: Any = None) -> dict[str, Any]:
+    """The model's card, checked: it exists, belongs to this very file, and describes a
+    preprocessing this code knows (and equals `expect_preprocess` when one is given)."""
+    from barsalign.preprocess import PreprocessConfig
+
+    model_path = Path(model_path)
+    cpath = card_path(model_path)
+    if not model_path.exists():
+        raise BarsalignError(f"model {model_path} does not exist")
+    if not cpath.is_file():
+        raise BarsalignError(
+            f"{model_path} has no model card ({cpath.name}): export it with `barsalign export` "
+            "so its preprocessing travels with it"
+        )
+    try:
+        card = json.loads(cpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BarsalignError(f"model card {cpath} is not valid JSON: {err}") from None
+    missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise BarsalignError(f"model card {cpath} lacks {missing}")
+    if card["card_version"] != CARD_VERSION:
+        raise BarsalignError(
+            f"model card {cpath}: version {card['card_version']}, not {CARD_VERSION}"
+        )
+    if card["model_file"] != model_path.name or card["format"] != _format_of(model_path):
+        raise BarsalignError(
+            f"model card {cpath} describes {card['model_file']} ({card['format']}), "
+            f"not {model_path.name}"
+        )
+    if card["model_sha256"] != sha256(model_path):
+        raise BarsalignError(
+            f"model card {cpath} does not match {model_path.name}: the file changed since export "
+            "(sha256 differs); export it again"
+        )
+    fields = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    stored = card["preprocess"]
+    if not isinstance(stored, dict) or set(stored) != fields:
+        extra = sorted(set(stored) - fields) if isinstance(stored, dict) else stored
+        lacking = sorted(fields - set(stored)) if isinstance(stored, dict) else []
+        raise BarsalignError(
+            f"model card {cpath}: its preprocessing config does not match this code's "
+            f"PreprocessConfig (unknown {extra}, missing {lacking}); export the model again"
+        )
+    try:
+        pcfg = PreprocessConfig(**_tuples(stored, PreprocessConfig))
+    except (TypeError, ValueError, BarsalignError) as err:
+        raise BarsalignError(f"model card {cpath}: preprocessing config rejected: {err}") from None
+    if expect_preprocess is not None and expect_preprocess != pcfg:
+        theirs, ours = dataclasses.asdict(pcfg), dataclasses.asdict(expect_preprocess)
+        diff = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]}
+        raise BarsalignError(
+            f"model card {cpath}: the model was trained with other preprocessing than requested "
+            f"(field: (card, requested)) {diff}"
+        )
+    card["_preprocess_cfg"] = pcfg
+    return card
+
+
+def _tuples(stored: dict[str, Any], cls: Any) -> dict[str, Any]:
+    """JSON lists back to tuples where the dataclass default is a tuple."""
+    out = dict(stored)
+    for f in dataclasses.fields(cls):
+        tuple_typed = isinstance(f.default, tuple) or "tuple" in str(f.type).lower()
+        if isinstance(out.get(f.name), list) and tuple_typed:
+            out[f.name] = tuple(out[f.name])
+    return out
+
+
+def load_exported(
+    model_path: str | Path, expect_preprocess: Any = None, threads: int | None = None
+) -> ExportedModel:
+    """An exported model ready to score preprocessed batches, after its card is checked."""
+    model_path = Path(model_path)
+    card = read_card(model_path, expect_preprocess)
+    pcfg = card.pop("_preprocess_cfg")
+    fmt = card["format"]
+    size = int(card["image_size"])
+    if fmt == "onnx":
+        session = onnx_session(model_path, threads)
+        name = session.get_inputs()[0].name
+        dims = session.get_inputs()[0].shape
+        logits_fn = lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]  # noqa: E731
+        if list(dims[1:]) != [3, size, size]:
+            raise BarsalignError(
+                f"model card {card_path(model_path)} says input {size}x{size}, but "
+                f"{model_path.name} takes {dims}"
+            )
+    else:
+        logits_fn = format_logits(fmt, model_path, threads)
+    dc = dict(card["data_config"])
+    for key in ("input_size", "mean", "std"):
+        if isinstance(dc.get(key), list):
+            dc[key] = tuple(dc[key])
+    return ExportedModel(model_path, card, pcfg, dc, logits_fn)
+
+
+def onnx_scorer(path: str | Path) -> Any:
+    """An exported model as evaluate's `Scorer` (its card checked), for evaluate/predict."""
+    from barsalign.evaluate import Scorer
+
+    m = load_exported(path)
+    scorer = Scorer(
+        name=str(m.card.get("run") or Path(path).stem),
+        backbone=str(m.card["backbone"]),
+        image_size=m.image_size,
+        preprocess_cfg=m.preprocess_cfg,
+        data_config=m.data_config,
+        logits_fn=m.logits_fn,
+        source=Path(path),
+        weights_source=str(m.card.get("weights_source", "")),
+        parameters=int(m.card.get("parameters", 0)),
+    )
+    scorer.threshold = m.threshold  # type: ignore[attr-defined] - predict reads it when present
+    return scorer
+
+
+def latency_table(
+    summary: dict[str, Any], frames: Sequence[np.ndarray], repeats: int = 20, threads: int = 2
+) -> Any:
+    """Size (MB) and CPU latency per frame (batch 1, model only) for PyTorch and each export."""
+    import pandas as pd
+    import torch
+
+    from barsalign.evaluate import load_scorer
+
+    scorer = load_scorer(summary["checkpoint"])
+    x = scorer.tensors(list(frames[:1])).astype(np.float32)
+    net = _inference_net(scorer.torch_model)
+    torch.set_num_threads(threads)
+
+    def torch_fn(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(batch)).numpy()
+
+    runners = [("PyTorch (checkpoint)", torch_fn, summary["checkpoint_mb"], None)]
+    for fmt, r in summary["formats"].items():
+        if r.get("status") == "exported" and fmt != "coreml":
+            label = {"onnx": "ONNX Runtime", "torchscript": "TorchScript"}[fmt]
+            fn = load_exported(r["path"], threads=threads).logits_fn
+            runners.append((label, fn, r["size_mb"], r.get("max_abs_logit_diff")))
+    rows = []
+    for label, fn, mb, diff in runners:
+        for _ in range(3):
+            fn(x)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn(x)
+            times.append((time.perf_counter() - t) * 1000.0)
+        rows.append(
+            {
+                "runtime": label,
+                "size_mb": round(mb, 2),
+                "latency_ms_median": float(np.median(times)),
+                "latency_ms_p90": float(np.percentile(times, 90)),
+                "max_abs_logit_diff_vs_pytorch": diff,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The export summary as text lines (what the command prints)."""
+    lines = [
+        f"checkpoint   {summary['checkpoint']} ({summary['checkpoint_mb']:.1f} MB)",
+        f"threshold    {summary['threshold']:.4f} ({summary['threshold_source']})",
+    ]
+    for fmt, r in summary["formats"].items():
+        if r["status"] == "exported" and "max_abs_logit_diff" in r:
+            lines.append(
+                f"{fmt:<12} {r['path']} ({r['size_mb']:.1f} MB): max |logit diff| "
+                f"{r['max_abs_logit_diff']:.2e} on {r['frames']} frames, labels differ on "
+                f"{r['labels_differ']}"
+            )
+        elif r["status"] == "exported":
+            lines.append(f"{fmt:<12} {r['path']} ({r['size_mb']:.1f} MB): {r['parity']}")
+        else:
+            lines.append(f"{fmt:<12} {r['status']}: {r['reason']}")
+    return "\n".join(lines)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
+        description="Export a trained checkpoint (default: the best run) to ONNX and "
+        "TorchScript, check each against PyTorch on real frames, and write a model card "
+        "beside each. CoreML is exported where coremltools is installed, else skipped.",
+    )
+    p.add_argument("--checkpoint", help="a .ckpt (default: the best run's best.ckpt)")
+    p.add_argument("--runs-dir", help="where runs live (default reports/runs)")
+    p.add_argument("--out", dest="out_dir", help="output folder (default <run>/export)")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--threshold", type=float, help="operating threshold (default: evaluation's)")
+    p.add_argument("--evaluation", help="05_evaluate's comparison.csv to take the threshold from")
+    p.add_argument("--data", dest="parity_data", help="frames for the parity check")
+    p.add_argument("--parity-frames", type=int, default=32)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(ExportConfig)}
+    params = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    summary = export_checkpoint(ExportConfig(**params))
+    print(format_summary(summary))
+    return 0
+
+
+__all__ = [
+    "ExportConfig",
+    "ExportedModel",
+    "best_checkpoint",
+    "card_path",
+    "export_checkpoint",
+    "latency_table",
+    "load_exported",
+    "onnx_scorer",
+    "operating_point",
+    "parity",
+    "read_card",
+    "sha256",
+]

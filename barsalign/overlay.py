@@ -1,0 +1,173 @@
+"""What the operator sees: the smoothed state (`Smoother`, pure) and the glowing border.
+
+Also the two notebook figures of a monitor run: a strip of annotated frames, and the score
+over time against the clip's truth.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+import numpy as np
+
+from barsalign.errors import BarsalignError
+
+ALIGNED, NOT_ALIGNED, UNCERTAIN = "aligned", "not_aligned", "uncertain"
+COLORS_BGR = {ALIGNED: (60, 220, 60), NOT_ALIGNED: (40, 40, 235), UNCERTAIN: (0, 190, 255)}
+TEXT = {ALIGNED: "ALIGNED", NOT_ALIGNED: "NOT ALIGNED", UNCERTAIN: "UNCERTAIN"}
+
+
+class Smoother:
+    """k-of-n smoothing with an uncertain band: scores in, display states out (pure).
+
+    Green ("aligned") only when the current frame is aligned, clear of the band, and at least
+    `k` of the last `n` frames were aligned — so never before `k` aligned frames. Red likewise
+    for not aligned. Anything else is amber ("uncertain"): a score within `margin` logits of the
+    threshold, or a decision not yet confirmed. With n == k that is k frames in a row.
+
+    Args:
+        threshold: P(aligned) at or above which one frame counts as aligned.
+        margin: half-width of the uncertain band in logits (log-odds), so it means the same at
+            a threshold of 0.5 and of 0.97; 0 disables the band.
+    """
+
+    def __init__(self, threshold: float, k: int = 3, n: int = 4, margin: float = 0.5) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise BarsalignError(f"threshold must lie in (0, 1), not {threshold}")
+        if not 1 <= k <= n:
+            raise BarsalignError(f"smoothing needs 1 <= k <= n, not k={k}, n={n}")
+        if margin < 0:
+            raise BarsalignError(f"margin must be >= 0, not {margin}")
+        self.threshold, self.k, self.n, self.margin = threshold, k, n, margin
+        self._cut = math.log(threshold / (1.0 - threshold))
+        self.history: collections.deque[bool] = collections.deque(maxlen=n)
+
+    def reset(self) -> None:
+        """Forget the past (after a reconnect: the scene may have changed)."""
+        self.history.clear()
+
+    def update(self, score: float) -> str:
+        """The state to show for this frame, given its P(aligned)."""
+        s = min(max(float(score), 1e-7), 1.0 - 1e-7)
+        logit = math.log(s / (1.0 - s))
+        aligned = logit >= self._cut
+        self.history.append(aligned)
+        if abs(logit - self._cut) < self.margin:
+            return UNCERTAIN
+        votes = sum(self.history) if aligned else len(self.history) - sum(self.history)
+        if votes >= self.k:
+            return ALIGNED if aligned else NOT_ALIGNED
+        return UNCERTAIN
+
+
+class Overlay:
+    """Draws the glowing border and the caption; the glow's alpha strips are cached per size."""
+
+    def __init__(self, glow_fraction: float = 0.045, strength: float = 0.85) -> None:
+        self.glow_fraction, self.strength = glow_fraction, strength
+        self._cache: dict[tuple[int, int], list[tuple[tuple[slice, slice], np.ndarray]]] = {}
+
+    def _strips(self, h: int, w: int) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+        if (h, w) not in self._cache:
+            g = max(4, int(round(min(h, w) * self.glow_fraction)))
+            ramp = self.strength * (1.0 - np.arange(g, dtype=np.float32) / g) ** 1.6
+            ramp[: max(2, g // 8)] = 1.0  # a solid line at the very edge, then the glow
+            yy = np.minimum(np.arange(h), np.arange(h)[::-1])
+            xx = np.minimum(np.arange(w), np.arange(w)[::-1])
+            d = np.minimum(yy[:, None], xx[None, :])
+            alpha = np.where(d < g, ramp[np.minimum(d, g - 1)], 0.0).astype(np.float32)
+            regions = [
+                (slice(0, g), slice(0, w)),
+                (slice(h - g, h), slice(0, w)),
+                (slice(g, h - g), slice(0, g)),
+                (slice(g, h - g), slice(w - g, w)),
+            ]
+            self._cache[(h, w)] = [(r, alpha[r][:, :, None]) for r in regions]
+        return self._cache[(h, w)]
+
+    def draw(
+        self, frame: np.ndarray, state: str, score: float | None, latency_ms: float, note: str = ""
+    ) -> np.ndarray:
+        """The frame (drawn on in place) with the border in the state's colour and a caption."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        color = np.asarray(COLORS_BGR[state], dtype=np.float32)
+        for region, a in self._strips(h, w):
+            part = frame[region].astype(np.float32)
+            frame[region] = (part + (color - part) * a).astype(np.uint8)
+        score_text = "--" if score is None else f"{score:.3f}"
+        text = f"{TEXT[state]}  score {score_text}  {latency_ms:.0f} ms" + (
+            f"  {note}" if note else ""
+        )
+        scale = max(0.5, h / 1000.0)
+        thick = max(1, int(round(scale * 2)))
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        g = max(4, int(round(min(h, w) * self.glow_fraction)))  # inside the glow
+        x0, y0 = g + 10, g + 10 + th
+        cv2.rectangle(frame, (x0 - 8, y0 - th - 8), (x0 + tw + 8, y0 + base + 6), (20, 20, 20), -1)
+        cv2.putText(
+            frame,
+            text,
+            (x0, y0),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            COLORS_BGR[state],
+            thick,
+            cv2.LINE_AA,
+        )
+        return frame
+
+
+def frame_strip(frames: list[np.ndarray], captions: list[str], per_row: int = 4) -> Any:
+    """Annotated frames (RGB) in rows, each with a caption."""
+    import matplotlib.pyplot as plt
+
+    rows = max(1, math.ceil(len(frames) / per_row))
+    fig, axes = plt.subplots(rows, per_row, figsize=(3.2 * per_row, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), frames, captions, strict=False):
+        ax.imshow(img)
+        ax.set_title(cap, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def score_timeline(
+    records: list[dict[str, Any]], threshold: float, truth: list[int] | None, fps: float
+) -> Any:
+    """P(aligned) per frame, the threshold, the state shown (colour band) and the truth."""
+    import matplotlib.pyplot as plt
+
+    t = np.asarray([r["frame"] for r in records], dtype=float) / fps
+    scores = np.asarray([r["score"] for r in records])
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    rgb = {k: tuple(c / 255 for c in reversed(v)) for k, v in COLORS_BGR.items()}
+    half = 0.5 / fps
+    for ti, r in zip(t, records, strict=True):
+        ax.axvspan(ti - half, ti + half, ymin=0.0, ymax=0.06, color=rgb[r["state"]], lw=0)
+    if truth is not None:
+        truth_t = np.arange(len(truth)) / fps
+        ax.step(truth_t, truth, where="mid", color="black", lw=1.2, label="truth (1 = aligned)")
+    ax.plot(t, scores, marker=".", color="#1f5fbf", label="P(aligned)")
+    ax.axhline(threshold, ls="--", color="gray", lw=1, label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="seconds", ylabel="score", ylim=(-0.02, 1.05))
+    ax.set_title("score over time; the band at the bottom is the border colour shown")
+    ax.legend(loc="center right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "ALIGNED",
+    "COLORS_BGR",
+    "NOT_ALIGNED",
+    "UNCERTAIN",
+    "Overlay",
+    "Smoother",
+    "frame_strip",
+    "score_timeline",
+]
