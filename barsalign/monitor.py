@@ -11,6 +11,7 @@ is slower than the source frames are dropped and counted rather than falling beh
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import sys
@@ -221,49 +222,56 @@ class _Reader:
             f"{self.reconnects} reconnect(s)"
         )
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        if not self.live:
-            yield from self._read_raw()
-            return
-        latest: list[Any] = []
+    def frames(self, queue_size: int = 3) -> Iterator[tuple[int, np.ndarray]]:
+        """Frames decoded on a reader thread, so decoding overlaps inference.
+
+        Live: only the newest frame is kept, older ones are dropped and counted. Otherwise a
+        queue of `queue_size` frames that the reader waits on: every frame, in order.
+        """
+        buffer: collections.deque[Any] = collections.deque()
         cond = threading.Condition()
-        done = threading.Event()
+        stop, finished = threading.Event(), threading.Event()
 
         def pump() -> None:
             period, next_t = 1.0 / (self.pace_fps or self.fps), time.perf_counter()
             try:
                 for item in self._read_raw():
-                    if self.kind == "file":  # a file played live is paced like a camera
+                    if self.live and self.kind == "file":  # a file played live is paced
                         next_t += period
                         time.sleep(max(0.0, next_t - time.perf_counter()))
                     with cond:
-                        if latest:
-                            self.stats.frames_dropped += 1
-                            latest.clear()
-                        latest.append(item)
-                        cond.notify()
-                    if done.is_set():
+                        if self.live and buffer:
+                            self.stats.frames_dropped += len(buffer)
+                            buffer.clear()
+                        while not self.live and len(buffer) >= queue_size and not stop.is_set():
+                            cond.wait(0.5)
+                        buffer.append(item)
+                        cond.notify_all()
+                    if stop.is_set():
                         return
             except BaseException as err:  # noqa: BLE001 - handed to the consumer
                 self.error = err
             finally:
                 with cond:
-                    done.set()
-                    cond.notify()
+                    finished.set()
+                    cond.notify_all()
 
         thread = threading.Thread(target=pump, name="barsalign-reader", daemon=True)
         thread.start()
         try:
             while True:
                 with cond:
-                    while not latest and not done.is_set():
+                    while not buffer and not finished.is_set():
                         cond.wait(0.5)
-                    if not latest and done.is_set():
+                    if not buffer:
                         break
-                    item = latest.pop()
+                    item = buffer.popleft()
+                    cond.notify_all()
                 yield item
         finally:
-            done.set()
+            stop.set()
+            with cond:
+                cond.notify_all()
             thread.join(timeout=5)
             self.cap.release()
         if self.error is not None:
