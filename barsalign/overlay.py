@@ -118,11 +118,11 @@ class Overlay:
         text = f"{TEXT[state]}  score {score_text}  {latency_ms:.0f} ms" + (
             f"  {note}" if note else ""
         )
-        scale = max(0.5, h / 1000.0)
+        scale = max(0.45, h / 640.0)
         thick = max(1, int(round(scale * 2)))
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        g = self.glow_width(h, w)  # the caption sits inside the glow
-        x0, y0 = g + 10, g + 10 + th
+        g = self.glow_width(h, w)  # the caption sits inside the glow, bottom left
+        x0, y0 = g + 12, h - g - 12 - base
         cv2.rectangle(frame, (x0 - 8, y0 - th - 8), (x0 + tw + 8, y0 + base + 6), (20, 20, 20), -1)
         cv2.putText(
             frame,

@@ -32,6 +32,7 @@ class DemoRun:
 
 DEMO_PLAN: list[DemoRun] = [
     DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
+    DemoRun("06_export", "06_export", {}, "Export of the best run and the live monitor"),  # last
 ]
 """What `make demo` runs, in order. Later steps append their runs here."""
 
