@@ -99,6 +99,7 @@ class MonitorStats:
     reconnects: int = 0
     source_fps: float = 0.0
     frame_size: tuple[int, int] = (0, 0)  # width, height
+    interrupted: bool = False
     latency_ms: list[float] = field(default_factory=list)  # preprocess + inference per frame
     frame_ms: list[float] = field(default_factory=list)  # + decode wait + draw (+ write)
     wall_s: float = 0.0
@@ -135,6 +136,8 @@ def format_stats(stats: MonitorStats) -> str:
         f"p99 {s['frame_ms_p99']:.1f}",
     ]
     lines += [f"unreadable: {u}" for u in stats.unreadable[:10]]
+    if stats.interrupted:
+        lines.insert(0, "stopped by the user (Ctrl+C)")
     return "\n".join(lines)
 
 
@@ -169,8 +172,8 @@ class _Reader:
         )
         stats.source_fps, stats.live = self.fps, self.live
         self.error: BaseException | None = None
-        self.on_reconnect: Any = None
         self.pace_fps: float | None = None
+        self._attempts = 0
 
     def _unreadable(self, why: str) -> None:
         self.stats.unreadable.append(why)
@@ -189,22 +192,29 @@ class _Reader:
                 problem = frame_problem(frame) if ok else "could not be decoded"
                 index += 1
                 if problem is None:
-                    misses = 0
+                    misses, self._attempts = 0, 0
                     yield index - 1, frame
                 else:
                     misses += 0 if ok else 1
                     self._unreadable(f"frame {index - 1} of {self.value}: {problem}")
                 continue
             if self.kind == "file":
+                if index < self.expected and self.max_frames is None:
+                    self._unreadable(
+                        f"frames {index}-{self.expected - 1} of {self.value}: the file ends "
+                        f"early (its header promises {self.expected} frames)"
+                    )
                 return
             self._reconnect(index)
 
     def _reconnect(self, index: int) -> None:
+        """Reopen a dropped live source; `reconnects` tries in a row without a frame between."""
         self.cap.release()
-        for attempt in range(1, self.reconnects + 1):
+        while self._attempts < self.reconnects:
+            self._attempts += 1
             print(
                 f"barsalign monitor: {self.kind} {self.value} dropped after frame {index}; "
-                f"reconnect {attempt}/{self.reconnects}",
+                f"reconnect {self._attempts}/{self.reconnects}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -214,8 +224,6 @@ class _Reader:
             except BarsalignError:
                 continue
             self.stats.reconnects += 1
-            if self.on_reconnect:
-                self.on_reconnect()
             return
         raise BarsalignError(
             f"{self.kind} {self.value} dropped after {index} frames and did not come back after "
@@ -331,6 +339,18 @@ class MonitorConfig:
     threads: int | None = None
     pace_fps: float | None = None  # a file played live runs at this rate (None: its own)
 
+    def __post_init__(self) -> None:
+        checks = [
+            (self.reconnects >= 0, f"reconnects must be >= 0, not {self.reconnects}"),
+            (self.retry_s >= 0, f"retry_s must be >= 0, not {self.retry_s}"),
+            (self.max_frames is None or self.max_frames >= 1, "max_frames must be >= 1"),
+            (self.pace_fps is None or self.pace_fps > 0, "pace_fps must be > 0"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BarsalignError(msg)
+
 
 @dataclass
 class MonitorResult:
@@ -366,7 +386,6 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
         cfg.timeout_ms,
         cfg.max_frames,
     )
-    reader.on_reconnect = smoother.reset
     reader.pace_fps = cfg.pace_fps
     if cfg.show:
         try:
@@ -385,8 +404,12 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     started = time.perf_counter()
     t_prev = started
     try:
+        seen_reconnects = 0
         for index, frame in reader.frames():
             t0 = time.perf_counter()
+            if stats.reconnects != seen_reconnects:  # the scene may have changed meanwhile
+                seen_reconnects = stats.reconnects
+                smoother.reset()
             stats.frame_size = (frame.shape[1], frame.shape[0])
             try:
                 x = to_tensor(preprocess(frame, model.preprocess_cfg), model.data_config)
@@ -431,6 +454,8 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
             t_prev = now
             if keep_every and stats.frames_scored % keep_every == 1 % keep_every:
                 snapshots.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    except KeyboardInterrupt:  # how an operator stops a live camera: still report the numbers
+        stats.interrupted = True
     finally:
         stats.wall_s = time.perf_counter() - started
         if writer is not None:
