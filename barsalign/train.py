@@ -21,7 +21,7 @@ import yaml
 
 from barsalign.config import RUNS_DIR
 from barsalign.errors import BarsalignError
-from barsalign.model import DEFAULT_BACKBONE, PRESETS, default_image_size
+from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
@@ -76,6 +76,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         if self.image_size is None:
+            from barsalign.model import default_image_size
+
             set_("image_size", default_image_size(self.backbone))
         if self.run_name is None:
             set_("run_name", f"finetune_{self.backbone}")
