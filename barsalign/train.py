@@ -187,6 +187,34 @@ def plot_curves(table: Any, out: Path) -> Path:
     return out
 
 
+TARGET_F05 = 0.95
+"""The plant's bar: validation F0.5 the summary times the run to (`minutes_to_f05_0.95`)."""
+
+
+def _minutes_to(table: Any, target: float) -> float | None:
+    """Training minutes until validation F0.5 first reached `target`; None if it never did."""
+    if "val_f05" not in table or "elapsed_s" not in table:
+        return None
+    hit = table[table["val_f05"] >= target]
+    return None if hit.empty else round(float(hit["elapsed_s"].iloc[0]) / 60, 2)
+
+
+def _epoch_clock() -> Any:
+    import lightning.pytorch as pl
+
+    class EpochClock(pl.Callback):
+        """Logs `elapsed_s`, seconds since the fit began, with each epoch's validation."""
+
+        def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            self.started = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                pl_module.log("elapsed_s", time.perf_counter() - self.started, sync_dist=True)
+
+    return EpochClock()
+
+
 def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     """Train `cfg.backbone` and write the run folder; return the summary (also summary.json).
 
@@ -241,7 +269,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [ckpt]
+    callbacks: list[Any] = [ckpt, _epoch_clock()]
     if cfg.freeze_backbone:
         callbacks.append(StagedUnfreeze(cfg.unfreeze_at_epoch))
     if cfg.early_stopping_patience:
@@ -293,6 +321,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         "best_epoch": int(best["epoch"]) + 1 if best is not None else None,
         "epochs": int(trainer.current_epoch),
         "seconds": round(seconds, 1),
+        f"minutes_to_f05_{TARGET_F05}": _minutes_to(table, TARGET_F05),
         "train_images_per_s": round(n_train * trainer.current_epoch / seconds, 1)
         if n_train
         else None,
