@@ -230,6 +230,7 @@ class AlignmentClassifier(pl.LightningModule):
         freeze_backbone: train only the head (see `StagedUnfreeze` for unfreezing later).
         preprocess: the preprocessing config the data went through, kept in the checkpoint so
             evaluation and export apply the same (not used by the model itself).
+        channels_last: NHWC memory layout, about twice as fast for convolutions on a CPU.
     """
 
     def __init__(
@@ -246,6 +247,7 @@ class AlignmentClassifier(pl.LightningModule):
         weights: str = "auto",
         pretrained_path: str | None = None,
         preprocess: dict[str, Any] | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if schedule not in ("constant", "cosine"):
@@ -256,6 +258,8 @@ class AlignmentClassifier(pl.LightningModule):
         self.save_hyperparameters()
         self.hparams["weights_source"] = self.weights_source
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_width(self.backbone), 1))
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         weight = None if pos_weight is None else torch.tensor([float(pos_weight)])
         self.loss = nn.BCEWithLogitsLoss(pos_weight=weight)
         metrics = MetricCollection(
@@ -272,6 +276,8 @@ class AlignmentClassifier(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape [B]: sigmoid > 0.5 means aligned."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(x)).squeeze(1)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 The median of `--steps` timed steps after a warm-up step, so a busy neighbour skews it less.
 
 Measures the classifier alone (random input tensors of the preset's image size), so it is the
-ceiling that data loading can only lower. `--all` adds the GPU-profile backbones.
+ceiling that data loading can only lower. `--all` adds the GPU-profile backbones. The model
+trains in channels-last (NHWC) layout; the last column is the plain NCHW layout for comparison.
 Run: .venv/bin/python benchmarks/bench_train.py [--steps N] [--batch-size B] [--all]
 """
 
@@ -18,9 +19,13 @@ import torch
 from barsalign.model import PRESETS, AlignmentClassifier, count_parameters
 
 
-def images_per_s(backbone: str, size: int, batch: int, steps: int) -> tuple[float, float, int]:
+def images_per_s(
+    backbone: str, size: int, batch: int, steps: int, channels_last: bool = True
+) -> tuple[float, float, int]:
     """(training images/s, inference images/s, parameters) after one warm-up step."""
-    model = AlignmentClassifier(backbone, image_size=size, weights="random").train()
+    model = AlignmentClassifier(
+        backbone, image_size=size, weights="random", channels_last=channels_last
+    ).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 3, size, size)
     y = (torch.arange(batch) % 2).float()
@@ -54,16 +59,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-    print(f"{'backbone':<30} {'size':>5} {'params M':>9} {'train img/s':>12} {'infer img/s':>12}")
+    print(
+        f"{'backbone':<30} {'size':>5} {'params M':>9} {'train img/s':>12} {'infer img/s':>12}"
+        f" {'train NCHW':>11}"
+    )
     for preset in PRESETS.values():
         if preset.profile != "cpu" and not args.all:
             continue
         train, infer, params = images_per_s(
             preset.name, preset.image_size, args.batch_size, args.steps
         )
+        plain, _, _ = images_per_s(
+            preset.name, preset.image_size, args.batch_size, args.steps, channels_last=False
+        )
         print(
             f"{preset.name:<30} {preset.image_size:>5} {params / 1e6:>9.1f} "
-            f"{train:>12.1f} {infer:>12.1f}",
+            f"{train:>12.1f} {infer:>12.1f} {plain:>11.1f}",
             flush=True,
         )
 
