@@ -371,8 +371,8 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     frames, frame_paths = parity_frames(cfg.parity_data, cfg.parity_frames)
     batch = scorer.tensors(frames).astype(np.float32)
     net = _inference_net(scorer.torch_model)
-    with torch.inference_mode():
-        reference = net(torch.from_numpy(batch)).numpy()
+    with torch.inference_mode():  # the reference is the trained module's own forward
+        reference = scorer.torch_model(torch.from_numpy(batch)).numpy()
     example = torch.from_numpy(batch[:1])
     base_card = {
         "card_version": CARD_VERSION,
@@ -622,12 +622,12 @@ def latency_table(
 
     scorer = load_scorer(summary["checkpoint"])
     x = scorer.tensors(list(frames[:1])).astype(np.float32)
-    net = _inference_net(scorer.torch_model)
+    model = scorer.torch_model.eval()
     torch.set_num_threads(threads)
 
     def torch_fn(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return net(torch.from_numpy(batch)).numpy()
+            return model(torch.from_numpy(batch)).numpy()
 
     runners = [("PyTorch (checkpoint)", torch_fn, summary["checkpoint_mb"], None)]
     for fmt, r in summary["formats"].items():
