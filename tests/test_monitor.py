@@ -1,0 +1,243 @@
+"""The monitor: smoothing on scripted scores, real runs over clips and streams, bad sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from barsalign import cli, export
+from barsalign.errors import BarsalignError
+from barsalign.monitor import MonitorConfig, format_stats, frame_problem, run_monitor
+from barsalign.overlay import ALIGNED, NOT_ALIGNED, UNCERTAIN, Overlay, Smoother
+
+A, N, U = ALIGNED, NOT_ALIGNED, UNCERTAIN
+
+
+# --- smoothing: a pure function of the score sequence -------------------------------------
+
+
+def states(smoother: Smoother, scores: list[float]) -> list[str]:
+    return [smoother.update(s) for s in scores]
+
+
+def test_never_green_before_k_aligned_frames_in_a_row() -> None:
+    s = Smoother(0.5, k=3, n=3, margin=0.0)
+    assert states(s, [0.9, 0.9, 0.9, 0.9]) == [U, U, A, A]
+    assert states(s, [0.1]) == [U]  # one bad frame: green is gone at once
+    assert states(s, [0.9, 0.9, 0.9]) == [U, U, A]  # and needs k in a row again
+
+
+def test_k_of_n_tolerates_one_flicker_while_bars_roll_in() -> None:
+    rolling_in = [0.05, 0.1, 0.08, 0.7, 0.06, 0.1, 0.04]  # one spurious high score
+    s = Smoother(0.5, k=3, n=4, margin=0.0)
+    assert states(s, rolling_in) == [U, U, N, U, N, N, N]
+    s = Smoother(0.5, k=3, n=4, margin=0.0)
+    # aligned with one dip: the dip is never shown green, the rest is
+    assert states(s, [0.9, 0.9, 0.9, 0.2, 0.9, 0.9]) == [U, U, A, U, A, A]
+
+
+def test_scores_near_the_threshold_are_amber() -> None:
+    s = Smoother(0.5, k=1, n=1, margin=0.5)  # band: logits within 0.5 of 0, i.e. 0.378..0.622
+    assert states(s, [0.6, 0.4, 0.63, 0.37, 0.99, 0.01]) == [U, U, A, N, A, N]
+    s = Smoother(0.97, k=1, n=1, margin=0.5)  # the same band in logits at a high threshold
+    assert states(s, [0.96, 0.975, 0.99, 0.9]) == [U, U, A, N]
+
+
+def test_reset_forgets_the_past() -> None:
+    s = Smoother(0.5, k=2, n=2, margin=0.0)
+    assert states(s, [0.9, 0.9]) == [U, A]
+    s.reset()
+    assert states(s, [0.9]) == [U]
+
+
+def test_smoother_rejects_bad_parameters() -> None:
+    with pytest.raises(BarsalignError, match="1 <= k <= n"):
+        Smoother(0.5, k=4, n=3)
+    with pytest.raises(BarsalignError, match="threshold"):
+        Smoother(1.0)
+
+
+def test_overlay_paints_the_border_in_the_state_colour() -> None:
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    out = Overlay().draw(frame.copy(), ALIGNED, 0.93, 12.0)
+    b, g, r = out[1, 80]
+    assert g > 200 and r < 100 and b < 100  # green at the edge
+    assert (out[60, 80] == 128).all()  # the middle untouched
+    red = Overlay().draw(frame.copy(), NOT_ALIGNED, 0.1, 12.0)
+    assert red[1, 80, 2] > 200 and red[1, 80, 1] < 100
+    assert frame_problem(np.zeros((4, 4), np.uint8)) is not None
+    assert frame_problem(None) == "decoder returned no image"
+
+
+# --- real runs ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory, synth_small: Path) -> Path:
+    pytest.importorskip("barsalign.preprocess", reason="barsalign.preprocess has not landed yet")
+    run = tmp_path_factory.mktemp("runs") / "tiny_run"
+    ckpt = export.untrained_checkpoint(run / "checkpoints" / "best.ckpt", image_size=64)
+    cfg = export.ExportConfig(
+        checkpoint=str(ckpt),
+        out_dir=str(run / "export"),
+        formats=("onnx",),
+        parity_data=str(synth_small),
+        parity_frames=4,
+        threshold=0.5,
+    )
+    return Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
+
+
+@pytest.fixture(scope="module")
+def clip(synth_small: Path) -> Path:
+    return next((synth_small / "clips").glob("*.mp4"))
+
+
+def test_every_frame_of_a_file_is_scored_and_written_as_h264(
+    onnx_model: Path, clip: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "annotated.mp4"
+    result = run_monitor(MonitorConfig(str(onnx_model), str(clip), out=str(out)), keep_every=4)
+    total = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    s = result.stats.summary()
+    assert s["frames_read"] == s["frames_scored"] == total == len(result.records)
+    assert s["frames_dropped"] == 0 and s["frames_unreadable"] == 0
+    assert [r["frame"] for r in result.records] == list(range(total))
+    assert all(0.0 <= r["score"] <= 1.0 for r in result.records)
+    assert s["fps"] > 0 and s["latency_ms_p50"] > 0
+    assert len(result.snapshots) == (total + 3) // 4
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = reader.__next__()
+    assert meta["codec"].startswith("h264") and "yuv420p" in meta["pix_fmt"]
+    assert sum(1 for _ in reader) == total
+    assert "frames/s" in format_stats(result.stats)
+
+
+def test_live_mode_drops_frames_when_slower_than_the_source(onnx_model: Path, clip: Path) -> None:
+    # played at 2000 fps the source outruns inference: frames are dropped and counted
+    cfg = MonitorConfig(str(onnx_model), str(clip), live=True, pace_fps=2000.0)
+    s = run_monitor(cfg).stats.summary()
+    assert s["mode"] == "live" and s["frames_dropped"] > 0
+    assert s["frames_scored"] + s["frames_dropped"] == s["frames_read"]
+    # at its own 12 fps nothing is dropped
+    s = run_monitor(MonitorConfig(str(onnx_model), str(clip), live=True, max_frames=6)).stats
+    assert s.frames_dropped == 0 and s.frames_scored == 6
+
+
+def _mjpeg(path: Path, frames: int = 8) -> list[int]:
+    """A small MJPEG AVI; returns where each frame's JPEG starts in the file."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (160, 120))
+    for i in range(frames):
+        writer.write(np.full((120, 160, 3), 20 * i, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    return [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+
+
+def test_an_undecodable_frame_is_counted_not_skipped(onnx_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "damaged.avi"
+    starts = _mjpeg(path)
+    data = bytearray(path.read_bytes())
+    data[starts[3] : starts[3] + 300] = bytes(300)  # wipe the 4th frame's JPEG header
+    path.write_bytes(bytes(data))
+    stats = run_monitor(MonitorConfig(str(onnx_model), str(path))).stats
+    assert stats.frames_read == 8 and stats.frames_scored == 7
+    assert len(stats.unreadable) == 1 and "frame 3 of" in stats.unreadable[0]
+
+
+def test_a_truncated_file_reports_the_frames_it_lacks(onnx_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cut.avi"
+    starts = _mjpeg(path)
+    path.write_bytes(path.read_bytes()[: starts[5] - 8])  # the header still says 8 frames
+    stats = run_monitor(MonitorConfig(str(onnx_model), str(path))).stats
+    assert stats.frames_scored == 5 and stats.frames_read == 8
+    assert [u.split(":")[0] for u in stats.unreadable] == [
+        f"frame {i} of {path}" for i in (5, 6, 7)
+    ]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("missing.mp4", "no such file"),
+        ("NOT_A_VIDEO", "could not be opened"),
+        ("9", "camera 9 could not be opened"),
+        ("rtsp://127.0.0.1:9/stream", "stream rtsp://127.0.0.1:9/stream could not be opened"),
+    ],
+)
+def test_bad_sources_give_one_clear_line(
+    onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, source: str, message: str
+) -> None:
+    if source == "NOT_A_VIDEO":
+        source = str(tmp_path / "notes.mp4")
+        Path(source).write_text("not a video\n")
+    capsys.readouterr()
+    rc = cli.main(["monitor", "--model", str(onnx_model), "--source", source])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_model_whose_card_does_not_match_is_refused(
+    onnx_model: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(onnx_model, model)
+    card = json.loads(export.card_path(onnx_model).read_text())
+    card["model_sha256"] = "0" * 64
+    export.card_path(model).write_text(json.dumps(card))
+    rc = cli.main(["monitor", "--model", str(model), "--source", str(clip)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "does not match model.onnx" in err[0]
+    export.card_path(model).unlink()
+    with pytest.raises(BarsalignError, match="has no model card"):
+        run_monitor(MonitorConfig(str(model), str(clip)))
+
+
+def test_show_without_a_gui_says_so(onnx_model: Path, clip: Path) -> None:
+    try:
+        cv2.namedWindow("probe")
+    except cv2.error:
+        with pytest.raises(BarsalignError, match="needs OpenCV with a GUI"):
+            run_monitor(MonitorConfig(str(onnx_model), str(clip), show=True))
+    else:  # a GUI build: nothing to check here
+        cv2.destroyAllWindows()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_dropped_stream_reconnects_then_gives_up(onnx_model: Path, clip: Path) -> None:
+    """A real HTTP stream (ffmpeg serving the clip twice, at its own rate): the monitor comes
+    back after the first drop, and gives up after the second when nothing answers."""
+    url = f"http://127.0.0.1:{_free_port()}/live.ts"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    serve = (
+        f"for i in 1 2; do '{ffmpeg}' -hide_banner -loglevel error -re -i '{clip}' "
+        "-c:v libx264 -preset ultrafast -tune zerolatency -g 4 -f mpegts -listen 1 "
+        f"{url}; done"
+    )
+    server = subprocess.Popen(["bash", "-c", serve])
+    try:
+        time.sleep(0.5)
+        cfg = MonitorConfig(str(onnx_model), url, reconnects=2, retry_s=0.5, timeout_ms=3000)
+        with pytest.raises(BarsalignError, match="did not come back after 2 reconnect") as err:
+            run_monitor(cfg)
+        frames = int(str(err.value).split("dropped after ")[1].split()[0])
+        total = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+        assert frames > total  # frames from both servings: the first reconnect worked
+    finally:
+        server.kill()
+        server.wait()
