@@ -18,6 +18,7 @@ from typing import Any
 
 from barsalign.config import KERNEL_NAME, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.train import finetune_demo_runs
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class DemoRun:
 
 DEMO_PLAN: list[DemoRun] = [
     DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
+    *finetune_demo_runs(DemoRun),  # 04_finetune: Lite0 ImageNet vs random init, MobileNetV3
     DemoRun("06_export", "06_export", {}, "Export of the best run and the live monitor"),  # last
 ]
 """What `make demo` runs, in order. Later steps append their runs here."""

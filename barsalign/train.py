@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from barsalign.config import RUNS_DIR
+from barsalign.config import CONF_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 
@@ -137,6 +137,31 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise BarsalignError(f"{path}: unknown parameter(s) {unknown}; known: {sorted(fields)}")
     return data
+
+
+def finetune_demo_runs(demo_run: Any) -> list[Any]:
+    """The 04_finetune runs of `make demo`, on the CPU profile (reports.DemoRun as `demo_run`).
+
+    EfficientNet-Lite0 from the packaged ImageNet weights and from random initialisation on
+    the same budget, then MobileNetV3-Large (no weights on this machine: random, 5 minutes).
+    """
+    cpu = load_profile(CONF_DIR / "cpu.yaml")
+    lite0, mnv3 = "tf_efficientnet_lite0", "mobilenetv3_large_100"
+    return [
+        demo_run("04_finetune", f"finetune_{lite0}", cpu, "Lite0 fine-tuned from ImageNet"),
+        demo_run(
+            "04_finetune",
+            f"finetune_{lite0}_random",
+            {**cpu, "weights": "random"},
+            "Lite0 from random initialisation, same budget",
+        ),
+        demo_run(
+            "04_finetune",
+            f"finetune_{mnv3}",
+            {**cpu, "backbone": mnv3, "max_minutes": 5},
+            "MobileNetV3-Large, random initialisation (no weights here)",
+        ),
+    ]
 
 
 def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
