@@ -24,7 +24,8 @@ from barsalign.monitor import MonitorConfig, run_monitor
 
 def default_model(work: Path) -> Path:
     """The newest exported ONNX model of a trained run, else an untrained Lite0 at 224."""
-    found = sorted(RUNS_DIR.glob("*/export/model.onnx"), key=lambda p: p.stat().st_mtime)
+    found = [*RUNS_DIR.glob("*/model.onnx"), *RUNS_DIR.glob("*/export/model.onnx")]
+    found = sorted(found, key=lambda p: p.stat().st_mtime)
     if found:
         return found[-1]
     ckpt = export.untrained_checkpoint(work / "untrained" / "checkpoints" / "best.ckpt")
@@ -51,6 +52,7 @@ def main() -> None:
         print(f"{os.cpu_count()} CPUs, ONNX Runtime threads: {args.threads or 'default'}")
         records, walls, frames = [], 0.0, 0
         run_monitor(MonitorConfig(str(model), str(clip), max_frames=5, threads=args.threads))
+        # "read" is the wait for the reader thread, which decodes while the model infers
         for _ in range(args.passes):
             result = run_monitor(MonitorConfig(str(model), str(clip), threads=args.threads))
             records += result.records
