@@ -312,7 +312,11 @@ class VideoOut:
         self._gen.send(None)
 
     def write(self, frame: np.ndarray) -> None:
+        import cv2
+
         w, h = self.size
+        if frame.shape[0] < h or frame.shape[1] < w:  # a stream came back at another size
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
         self._gen.send(np.ascontiguousarray(frame[:h, :w]))
 
     def close(self) -> None:
