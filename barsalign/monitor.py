@@ -315,9 +315,9 @@ class VideoOut:
         import cv2
 
         w, h = self.size
-        if frame.shape[0] < h or frame.shape[1] < w:  # a stream came back at another size
+        if frame.shape[:2] != (h, w):  # odd sides, or a stream back at another size
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        self._gen.send(np.ascontiguousarray(frame[:h, :w]))
+        self._gen.send(np.ascontiguousarray(frame))
 
     def close(self) -> None:
         self._gen.close()
