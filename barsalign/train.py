@@ -164,6 +164,15 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
     ]
 
 
+def _preprocess_dict(datamodule: Any) -> dict[str, Any] | None:
+    """The data module's preprocessing config as plain JSON types (None if it has none)."""
+    for name in ("preprocess_cfg", "preprocess_config", "preprocess"):
+        value = getattr(datamodule, name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return json.loads(json.dumps(dataclasses.asdict(value)))
+    return None
+
+
 def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
     """The project's data module (barsalign.data) for this run, at the backbone's data config."""
     from barsalign.data import AlignmentDataModule
@@ -276,6 +285,9 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     )
     if datamodule is None:
         datamodule = make_datamodule(cfg, data_config(model.backbone, int(cfg.image_size or 224)))
+    preprocess = _preprocess_dict(datamodule)
+    if preprocess is not None:  # kept in the checkpoint: evaluation and export apply the same
+        model.hparams["preprocess"] = preprocess
     if cfg.pos_weight is not None:
         if cfg.pos_weight == "auto":
             datamodule.setup("fit")
@@ -321,6 +333,8 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         for stale in ("best.ckpt", "last.ckpt"):
             (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
         resolved = {**cfg.to_dict(), "weights_source": model.weights_source}
+        if preprocess is not None:
+            resolved["preprocess"] = preprocess
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     # 3. fit, then the artefacts (rank zero only)

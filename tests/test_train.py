@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,6 +25,14 @@ from barsalign.train import FinetuneConfig, load_profile, run_training
 TINY = 64
 
 
+@dataclass(frozen=True)
+class Prep:
+    """Stands in for the data module's preprocessing config: any frozen dataclass."""
+
+    target_size: int = TINY
+    crop: tuple[float, float] = (0.25, 1.0)
+
+
 class TensorData(pl.LightningDataModule):
     """Separable tensors (aligned images are brighter): enough to see a fit move, no files."""
 
@@ -35,6 +44,7 @@ class TensorData(pl.LightningDataModule):
         self.batch_size = batch_size
         self.n_train = n
         self.pos_weight = 1.0
+        self.preprocess_cfg = Prep()
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=True)
@@ -105,10 +115,12 @@ def test_run_folder_and_checkpoint_round_trip(tmp_path: Path) -> None:
     assert reached is None or 0 < reached <= summary["seconds"] / 60
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["image_size"] == TINY and resolved["weights_source"] == "random"
+    assert resolved["preprocess"] == {"target_size": TINY, "crop": [0.25, 1.0]}
 
     # the best checkpoint reloads (weights_only) and predicts what was logged for its epoch
     model = load_checkpoint(run / "checkpoints" / "best.ckpt", backbone="resnet18")
     assert model.hparams.pos_weight == 2.0 and not model.training
+    assert model.hparams.preprocess == resolved["preprocess"]
     scores = _validate(model, data)
     best = table.loc[table["val_f05"].idxmax()]
     assert scores["val_f05"] == pytest.approx(best["val_f05"], abs=1e-4)
