@@ -177,7 +177,7 @@ def untrained_checkpoint(
     from barsalign.model import DEFAULT_BACKBONE, AlignmentClassifier
     from barsalign.preprocess import PreprocessConfig
 
-    pcfg = preprocess if preprocess is not None else PreprocessConfig()
+    pcfg = preprocess if preprocess is not None else PreprocessConfig(target_size=image_size)
     model = AlignmentClassifier(
         backbone=backbone or DEFAULT_BACKBONE,
         image_size=image_size,
@@ -374,12 +374,14 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     with torch.inference_mode():  # the reference is the trained module's own forward
         reference = scorer.torch_model(torch.from_numpy(batch)).numpy()
     example = torch.from_numpy(batch[:1])
+    side = int(batch.shape[-1])
     base_card = {
         "card_version": CARD_VERSION,
         "run": scorer.name,
         "backbone": scorer.backbone,
-        "image_size": scorer.image_size,
-        "input": {"name": "input", "shape": ["batch", 3, scorer.image_size, scorer.image_size]},
+        "image_size": side,  # what preprocessing gives and the export takes
+        "trained_image_size": scorer.image_size,
+        "input": {"name": "input", "shape": ["batch", 3, side, side]},
         "output": "logit per frame; sigmoid(logit) = P(aligned); aligned when >= threshold",
         "preprocess": dataclasses.asdict(scorer.preprocess_cfg),
         "data_config": _jsonable(scorer.data_config),

@@ -73,7 +73,9 @@ def test_card_describes_model_preprocessing_and_source(exported: dict) -> None:
     path = Path(exported["formats"]["onnx"]["path"])
     card = json.loads(export.card_path(path).read_text())
     assert card["backbone"] == "tf_efficientnet_lite0" and card["image_size"] == SIZE
-    assert card["preprocess"] == json.loads(json.dumps(dataclasses.asdict(PreprocessConfig())))
+    assert card["preprocess"] == json.loads(
+        json.dumps(dataclasses.asdict(PreprocessConfig(target_size=SIZE)))
+    )
     assert card["threshold"] == 0.5 and card["threshold_source"] == "given"
     assert card["checkpoint_sha256"] == export.sha256(exported["checkpoint"])
     assert card["model_sha256"] == export.sha256(path)
@@ -133,7 +135,10 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
     )
     with pytest.raises(BarsalignError, match="other preprocessing than requested"):
         export.load_exported(model, expect_preprocess=other)
-    assert export.load_exported(model, expect_preprocess=PreprocessConfig()).threshold == 0.5
+    assert (
+        export.load_exported(model, expect_preprocess=PreprocessConfig(target_size=SIZE)).threshold
+        == 0.5
+    )
 
 
 def test_loader_refuses_a_wrong_input_size(exported: dict, tmp_path: Path) -> None:
