@@ -15,6 +15,7 @@ from barsalign.errors import BarsalignError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.synth",
+    "barsalign.preprocess",
     "barsalign.reports",
     "barsalign.train",
     "barsalign.export",

@@ -1,0 +1,67 @@
+"""Training-time augmentation, seeded: small rotation, brightness jitter, Gaussian blur.
+
+Applied to the resized stopper square (after preprocessing steps 1-2, before grayscale), so the
+brightness rule, the edges and the left mask are computed on the augmented frame: augment, then
+mask, and the mask and crop stay exactly where preprocessing puts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from barsalign.errors import BarsalignError
+from barsalign.preprocess import PreprocessConfig, crop_resize, finish
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Each augmentation with its probability; p = 0 turns one off."""
+
+    rotate_deg: float = 5.0  # rotation drawn from ±rotate_deg
+    p_rotate: float = 0.5
+    brightness: float = 0.2  # pixel values scaled by 1 ± brightness
+    p_brightness: float = 0.5
+    blur_sigma: float = 1.5  # Gaussian sigma drawn from [0.3, blur_sigma]
+    p_blur: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("p_rotate", "p_brightness", "p_blur"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BarsalignError(f"AugmentConfig: {name} must lie in [0, 1]")
+        if self.rotate_deg < 0 or self.brightness < 0 or self.blur_sigma < 0.3:
+            raise BarsalignError("AugmentConfig: rotate_deg, brightness >= 0; blur_sigma >= 0.3")
+
+
+def augment(square_bgr: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One random variant of a resized square (uint8 BGR, same shape)."""
+    out = square_bgr
+    h, w = out.shape[:2]
+    if rng.random() < cfg.p_rotate:
+        angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+        out = cv2.warpAffine(out, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if rng.random() < cfg.p_brightness:
+        gain = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
+        out = cv2.convertScaleAbs(out, alpha=gain, beta=0)
+    if rng.random() < cfg.p_blur:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, cfg.blur_sigma))
+    return out if out is not square_bgr else square_bgr.copy()
+
+
+def augmented_variants(
+    image_bgr: np.ndarray,
+    n: int,
+    pcfg: PreprocessConfig | None = None,
+    acfg: AugmentConfig | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """N preprocessed, augmented variants of one frame (the first is the plain one)."""
+    pcfg, acfg = pcfg or PreprocessConfig(), acfg or AugmentConfig()
+    rng = np.random.default_rng(seed)
+    square = crop_resize(image_bgr, pcfg)
+    out = [finish(square, pcfg)]
+    out += [finish(augment(square, acfg, rng), pcfg) for _ in range(max(0, n - 1))]
+    return out

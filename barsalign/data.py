@@ -1,0 +1,413 @@
+"""Labelled frames → Lightning batches `(x float32[B,3,S,S], y float32[B])`, aligned = 1.0.
+
+Sources (`load_labels`): the `aligned/ not_aligned/` folder layout, the labeler's class files
+(`class_aligned.txt`, `class_not_aligned.txt`, `class_skipped.txt`: one path a line, with
+server → local prefix mapping), or a CSV `path,label`. Splits: a separate validation set
+(`val_dir`), or a stratified split grouped by clip id (metadata.jsonl's `clip_id`, else a
+`<clip>_f<digits>` file name, else the file itself), so one clip never straddles the split.
+Every file is read once up front: unreadable ones are reported before training, and the
+preprocessed frames go to a disk cache keyed by file content hash + preprocessing config.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from barsalign.augment import AugmentConfig, augment
+from barsalign.config import DATA_DIR
+from barsalign.errors import BarsalignError
+from barsalign.preprocess import (
+    IMAGE_SUFFIXES,
+    PreprocessConfig,
+    crop_resize,
+    decode_image,
+    finish,
+    list_images,
+    to_tensor,
+)
+
+LABELS = {"aligned": 1, "not_aligned": 0, "1": 1, "0": 0, "true": 1, "false": 0}
+CLASS_FILES = {"class_aligned.txt": 1, "class_not_aligned.txt": 0}
+SKIPPED_FILE = "class_skipped.txt"
+CLIP_RE = re.compile(r"^(?P<clip>.+?)[_-](?:f|frame)\d+$", re.IGNORECASE)
+DEFAULT_CACHE = DATA_DIR / "cache" / "preprocessed"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled frame: path, label (1 aligned) and group (clip id)."""
+
+    path: Path
+    label: int
+    group: str
+
+
+def _map_prefix(line: str, path_map: Sequence[tuple[str, str]]) -> str:
+    for server, local in path_map:
+        if line.startswith(server):
+            return local + line[len(server) :]
+    return line
+
+
+def read_class_files(
+    folder: Path, path_map: Sequence[tuple[str, str]] = ()
+) -> list[tuple[Path, int]]:
+    """The labeler's class files in `folder` as (local path, label); skipped frames left out."""
+    out: list[tuple[Path, int]] = []
+    skipped: set[str] = set()
+    if (folder / SKIPPED_FILE).is_file():
+        skipped = {s.strip() for s in (folder / SKIPPED_FILE).read_text().splitlines() if s.strip()}
+    for name, label in CLASS_FILES.items():
+        f = folder / name
+        if not f.is_file():
+            continue
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if not line or line in skipped:
+                continue
+            p = Path(_map_prefix(line, path_map))
+            out.append((p if p.is_absolute() else folder / p, label))
+    return out
+
+
+def read_csv_labels(path: Path, path_map: Sequence[tuple[str, str]] = ()) -> list[tuple[Path, int]]:
+    """A CSV with columns `path,label` (label aligned/not_aligned or 1/0)."""
+    out: list[tuple[Path, int]] = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise BarsalignError(f"{path}: needs a header with columns 'path,label'")
+        for n, row in enumerate(reader, 2):
+            lab = LABELS.get(str(row["label"]).strip().lower())
+            if lab is None:
+                raise BarsalignError(
+                    f"{path}:{n}: label {row['label']!r} is not aligned/not_aligned"
+                )
+            p = Path(_map_prefix(row["path"].strip(), path_map))
+            out.append((p if p.is_absolute() else path.parent / p, lab))
+    return out
+
+
+def read_folder_labels(folder: Path) -> list[tuple[Path, int]]:
+    """Frames under `folder/aligned` and `folder/not_aligned`."""
+    return [
+        (p, lab)
+        for name, lab in (("aligned", 1), ("not_aligned", 0))
+        for p in list_images(folder / name)
+    ]
+
+
+def _metadata_clips(paths: list[Path]) -> dict[Path, str]:
+    """clip_id per frame from the nearest metadata.jsonl above the frames (if any)."""
+    out: dict[Path, str] = {}
+    seen: set[Path] = set()
+    for p in paths:
+        for parent in list(p.resolve().parents)[:3]:
+            meta = parent / "metadata.jsonl"
+            if parent in seen or not meta.is_file():
+                continue
+            seen.add(parent)
+            for line in meta.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "file" in row and row.get("clip_id") is not None:
+                    out[(parent / row["file"]).resolve()] = str(row["clip_id"])
+    return out
+
+
+def clip_group(path: Path, clips: dict[Path, str]) -> str:
+    """The clip a frame belongs to: metadata, else `<clip>_f<digits>` name, else the file."""
+    cid = clips.get(path.resolve())
+    if cid is not None:
+        return cid
+    m = CLIP_RE.match(path.stem)
+    return f"{path.parent}/{m.group('clip')}" if m else str(path)
+
+
+def load_labels(source: str | Path, path_map: Sequence[tuple[str, str]] = ()) -> list[Item]:
+    """Labelled frames from a folder layout, the labeler's class files or a CSV."""
+    src = Path(source)
+    if src.is_file() and src.suffix.lower() == ".csv":
+        pairs = read_csv_labels(src, path_map)
+    elif src.is_dir() and any((src / n).is_file() for n in CLASS_FILES):
+        pairs = read_class_files(src, path_map)
+    elif src.is_dir() and ((src / "aligned").is_dir() or (src / "not_aligned").is_dir()):
+        pairs = read_folder_labels(src)
+    elif src.is_dir() and (src / "example_set").is_dir():
+        pairs = read_folder_labels(src / "example_set")
+    else:
+        raise BarsalignError(
+            f"{src}: no labelled frames (expected aligned/ and not_aligned/ folders, "
+            f"{' / '.join(CLASS_FILES)}, or a CSV path,label)"
+        )
+    if not pairs:
+        raise BarsalignError(f"{src}: no labelled frames found")
+    clips = _metadata_clips([p for p, _ in pairs])
+    return [Item(p, lab, clip_group(p, clips)) for p, lab in pairs]
+
+
+def grouped_split(
+    items: list[Item], val_fraction: float, seed: int
+) -> tuple[list[Item], list[Item]]:
+    """Stratified train/val split that keeps every clip group on one side."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0.0 < val_fraction < 1.0:
+        raise BarsalignError(f"val_fraction must lie in (0, 1), not {val_fraction}")
+    groups = [it.group for it in items]
+    n_splits = max(2, round(1.0 / val_fraction))
+    if len(set(groups)) < n_splits:
+        raise BarsalignError(
+            f"only {len(set(groups))} clip groups: too few for a {val_fraction:.0%} grouped split; "
+            "pass a separate validation set"
+        )
+    y = [it.label for it in items]
+    skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    tr, va = next(skf.split(np.zeros(len(items)), y, groups))
+    return [items[i] for i in tr], [items[i] for i in va]
+
+
+class FrameCache:
+    """Preprocessed frames on disk as .npy, keyed by file content hash + config key."""
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root) if root is not None else None
+
+    def path(self, digest: str, cfg_key: str) -> Path | None:
+        if self.root is None:
+            return None
+        k = hashlib.blake2b(f"{digest}|{cfg_key}".encode(), digest_size=16).hexdigest()
+        return self.root / k[:2] / f"{k}.npy"
+
+    def get(self, digest: str, cfg_key: str) -> np.ndarray | None:
+        p = self.path(digest, cfg_key)
+        if p is None or not p.is_file():
+            return None
+        try:
+            return np.load(p)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, digest: str, cfg_key: str, arr: np.ndarray) -> None:
+        p = self.path(digest, cfg_key)
+        if p is None:
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr)
+        os.replace(tmp, p)
+
+
+class FrameDataset(Dataset):
+    """Labelled frames as normalised tensors; augmented (seeded through torch's RNG) if asked."""
+
+    def __init__(
+        self,
+        items: list[Item],
+        digests: list[str],
+        pcfg: PreprocessConfig,
+        data_config: dict[str, Any],
+        cache: FrameCache,
+        augment_cfg: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.items, self.digests, self.pcfg = items, digests, pcfg
+        self.data_config, self.cache, self.augment_cfg, self.seed = (
+            data_config,
+            cache,
+            augment_cfg,
+            seed,
+        )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def stage_key(self) -> str:
+        """Augmented training caches the resized square (steps 1-2), else the finished frame."""
+        if self.augment_cfg is not None:
+            return f"square:{self.pcfg.target_size}"
+        return self.pcfg.key()
+
+    def processed(self, i: int) -> np.ndarray:
+        key = self.stage_key()
+        arr = self.cache.get(self.digests[i], key)
+        if arr is None:
+            item = self.items[i]
+            img = decode_image(item.path.read_bytes(), str(item.path))
+            sq = crop_resize(img, self.pcfg)
+            arr = sq if self.augment_cfg is not None else finish(sq, self.pcfg)
+            self.cache.put(self.digests[i], key, arr)
+        if self.augment_cfg is not None:
+            # torch's RNG: seeded by seed_everything, re-drawn per epoch and per loader worker
+            draw = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            rng = np.random.default_rng([self.seed, i, draw])
+            arr = finish(augment(arr, self.augment_cfg, rng), self.pcfg)
+        return arr
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_tensor(self.processed(i), self.data_config)
+        return x, torch.tensor(float(self.items[i].label))
+
+
+class AlignmentDataModule(pl.LightningDataModule):
+    """Labelled frames for fine-tuning; see the module docstring for sources and splits.
+
+    Args:
+        data_dir: training labels: folder layout, class-file folder, or CSV `path,label`.
+        val_dir: a separate labelled validation set; None splits `data_dir` by clip groups.
+        data_config: the backbone's timm data config (mean, std, input_size).
+        preprocess: the preprocessing config; None takes the defaults at the data config's size.
+        balance: "pos_weight" (plain loader; use `pos_weight` in the loss) or "sampler"
+            (class-weighted sampling of the training set).
+        augment: training augmentation; None for none.
+        path_map: (server prefix, local prefix) pairs for class files and CSVs.
+        cache_dir: preprocessed-frame cache; None disables it.
+        on_unreadable: "raise" (default: one error listing them) or "skip" (train without them).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        data_config: dict[str, Any],
+        val_dir: str | Path | None = None,
+        preprocess: PreprocessConfig | None = None,
+        batch_size: int = 16,
+        val_fraction: float = 0.2,
+        num_workers: int = 0,
+        seed: int = 0,
+        balance: str = "pos_weight",
+        augment: AugmentConfig | None = AugmentConfig(),  # noqa: B008 (frozen)
+        path_map: Sequence[tuple[str, str]] = (),
+        cache_dir: str | Path | None = DEFAULT_CACHE,
+        on_unreadable: str = "raise",
+    ) -> None:
+        super().__init__()
+        if balance not in ("pos_weight", "sampler"):
+            raise BarsalignError(f"balance must be 'pos_weight' or 'sampler', not {balance!r}")
+        if on_unreadable not in ("raise", "skip"):
+            raise BarsalignError(f"on_unreadable must be 'raise' or 'skip', not {on_unreadable!r}")
+        size = int(data_config.get("input_size", (3, 384, 384))[-1])
+        self.preprocess_cfg = preprocess or PreprocessConfig(target_size=size)
+        self.data_dir, self.val_dir, self.data_config = data_dir, val_dir, dict(data_config)
+        self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
+        self.seed, self.balance, self.augment_cfg = seed, balance, augment
+        self.path_map, self.on_unreadable = tuple(path_map), on_unreadable
+        self.cache = FrameCache(cache_dir)
+        self.unreadable: list[tuple[str, str]] = []
+        self.train_set: FrameDataset | None = None
+        self.val_set: FrameDataset | None = None
+
+    def _check(self, items: list[Item]) -> tuple[list[Item], list[str]]:
+        """Read every file once: content digests, the finished frame cached, bad files listed."""
+        good, digests = [], []
+        key = self.preprocess_cfg.key()
+        for it in items:
+            try:
+                data = it.path.read_bytes()
+            except OSError as err:
+                self.unreadable.append((str(it.path), f"{it.path}: cannot read ({err.strerror})"))
+                continue
+            digest = hashlib.blake2b(data, digest_size=20).hexdigest()
+            if self.cache.root is None or self.cache.get(digest, key) is None:
+                try:
+                    img = decode_image(data, str(it.path))
+                except BarsalignError as err:
+                    self.unreadable.append((str(it.path), str(err)))
+                    continue
+                self.cache.put(
+                    digest, key, finish(crop_resize(img, self.preprocess_cfg), self.preprocess_cfg)
+                )
+            good.append(it)
+            digests.append(digest)
+        return good, digests
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.unreadable = []
+        items = load_labels(self.data_dir, self.path_map)
+        if self.val_dir is not None:
+            train, val = items, load_labels(self.val_dir, self.path_map)
+        else:
+            train, val = grouped_split(items, self.val_fraction, self.seed)
+        train, tr_dig = self._check(train)
+        val, va_dig = self._check(val)
+        if self.unreadable and self.on_unreadable == "raise":
+            listed = "; ".join(why for _, why in self.unreadable[:5])
+            more = f" (+{len(self.unreadable) - 5} more)" if len(self.unreadable) > 5 else ""
+            raise BarsalignError(f"{len(self.unreadable)} unreadable frame(s): {listed}{more}")
+        if not train or not val:
+            raise BarsalignError(
+                f"{self.data_dir}: empty training or validation set after the split"
+            )
+        pcfg, dc = self.preprocess_cfg, self.data_config
+        self.train_set = FrameDataset(
+            train, tr_dig, pcfg, dc, self.cache, self.augment_cfg, self.seed
+        )
+        self.val_set = FrameDataset(val, va_dig, pcfg, dc, self.cache, None, self.seed)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_set) if self.train_set is not None else 0
+
+    @property
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Aligned / not aligned counts of the train and val sets."""
+        out = {}
+        for name, ds in (("train", self.train_set), ("val", self.val_set)):
+            labels = [it.label for it in ds.items] if ds is not None else []
+            out[name] = {"aligned": sum(labels), "not_aligned": len(labels) - sum(labels)}
+        return out
+
+    @property
+    def pos_weight(self) -> float:
+        """Negatives per positive in the training set (BCE pos_weight)."""
+        self.setup("fit")
+        c = self.class_counts["train"]
+        return c["not_aligned"] / max(1, c["aligned"])
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        ds = self.train_set
+        g = torch.Generator().manual_seed(self.seed)
+        kw: dict[str, Any] = {"batch_size": self.batch_size, "num_workers": self.num_workers}
+        if self.num_workers > 0:
+            kw["persistent_workers"] = False
+        if self.balance == "sampler":
+            labels = np.array([it.label for it in ds.items])
+            freq = np.bincount(labels, minlength=2).astype(float)
+            w = 1.0 / np.maximum(freq[labels], 1.0)
+            sampler = WeightedRandomSampler(w.tolist(), len(ds), replacement=True, generator=g)
+            return DataLoader(ds, sampler=sampler, **kw)
+        return DataLoader(ds, shuffle=True, generator=g, **kw)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+
+
+__all__ = [
+    "AlignmentDataModule",
+    "FrameCache",
+    "Item",
+    "load_labels",
+    "grouped_split",
+    "IMAGE_SUFFIXES",
+]

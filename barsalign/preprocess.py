@@ -1,0 +1,240 @@
+"""Frame preprocessing: keep the stopper square, shrink it, reduce it to the edges near the stopper.
+
+The pipeline (plant-proven defaults, every step a field of `PreprocessConfig`):
+1. crop a square of side = height, keeping the right side (drop the leftmost columns);
+   a portrait frame keeps its bottom square of side = width;
+2. resize to `target_size` (INTER_AREA; a smaller frame is upscaled, with a warning);
+3. grayscale;
+4. brightness/contrast: `convertScaleAbs` with the dark pair if the mean < `dark_threshold`,
+   else the light pair;
+5. edges = adjusted - GaussianBlur(adjusted, blur_kernel) (saturating);
+6. zero the left `mask_fraction` of the columns.
+Mode "none" stops after step 2 (colour kept), "grayscale" after step 3, "edges" runs all.
+`to_tensor` is the one place a processed frame becomes a normalised float tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from barsalign.errors import BarsalignError
+
+MODES = ("none", "grayscale", "edges")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every parameter of the preprocessing pipeline (defaults: the plant's values)."""
+
+    target_size: int = 384
+    mode: str = "edges"  # "none" | "grayscale" | "edges"
+    mask_left: bool = True
+    mask_fraction: float = 0.5  # share of columns zeroed from the left
+    dark_threshold: float = 55.0  # grayscale mean below which a frame is dark
+    dark_alpha: float = 1.5
+    dark_beta: float = 155.0
+    light_alpha: float = 1.35
+    light_beta: float = 75.0
+    blur_kernel: int = 31  # odd Gaussian kernel side
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.mode in MODES, f"mode must be one of {MODES}, not {self.mode!r}"),
+            (int(self.target_size) >= 8, f"target_size must be >= 8, not {self.target_size}"),
+            (
+                int(self.blur_kernel) >= 1 and int(self.blur_kernel) % 2 == 1,
+                f"blur_kernel must be odd and >= 1, not {self.blur_kernel}",
+            ),
+            (0.0 <= self.mask_fraction <= 1.0, "mask_fraction must lie in [0, 1]"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BarsalignError(f"PreprocessConfig: {msg}")
+
+    @property
+    def channels(self) -> int:
+        """1 for grayscale/edges output, 3 for mode none."""
+        return 3 if self.mode == "none" else 1
+
+    def key(self) -> str:
+        """A stable text form of the config, for cache keys."""
+        return repr(sorted(dataclasses.asdict(self).items()))
+
+
+def to_bgr8(image: np.ndarray, name: str = "frame") -> np.ndarray:
+    """Any 2-D/3-D uint8/uint16/float image as 3-channel uint8 BGR (explicit conversions)."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        if img.size and float(np.nanmax(img)) <= 1.0:
+            img = img * 255.0
+        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise BarsalignError(f"{name}: unsupported pixel type {img.dtype} (uint8, uint16, float)")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    raise BarsalignError(f"{name}: unsupported image shape {img.shape}")
+
+
+def _truncated(data: bytes) -> bool:
+    """True when a JPEG lacks its end marker or a PNG its IEND chunk."""
+    tail = data[-64:].rstrip(b"\x00\r\n ")
+    if data[:3] == b"\xff\xd8\xff":
+        return not tail.endswith(b"\xff\xd9")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail
+    return False
+
+
+def decode_image(data: bytes, name: str = "frame") -> np.ndarray:
+    """Encoded file bytes → uint8 BGR; BarsalignError naming `name` if empty, truncated or bad."""
+    if not data:
+        raise BarsalignError(f"{name}: empty file")
+    if _truncated(data):
+        raise BarsalignError(f"{name}: truncated image file (no end marker)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise BarsalignError(f"{name}: not a readable image")
+    return to_bgr8(img, name)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A frame file as uint8 BGR; one BarsalignError naming the file if it cannot be read."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise BarsalignError(f"{p}: cannot read ({err.strerror or err})") from None
+    return decode_image(data, str(p))
+
+
+def crop_resize(image_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Steps 1-2: the stopper square (right side; bottom for portrait), resized, colour kept."""
+    img = to_bgr8(image_bgr)
+    h, w = img.shape[:2]
+    if w >= h:
+        square = img[:, w - h :]
+    else:
+        square = img[h - w :, :]
+    side = square.shape[0]
+    size = int(cfg.target_size)
+    if side < size:
+        warnings.warn(f"frame {w}x{h} is smaller than target_size {size}: upscaled", stacklevel=3)
+    if side == size:
+        return np.ascontiguousarray(square)
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def finish(resized_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Steps 3-6 on a crop_resize output (so augmentation can sit between 2 and 3)."""
+    if cfg.mode == "none":
+        out = resized_bgr.copy()
+    else:
+        gray = cv2.cvtColor(resized_bgr, cv2.COLOR_BGR2GRAY)
+        if cfg.mode == "grayscale":
+            out = gray
+        else:
+            if float(gray.mean()) < cfg.dark_threshold:
+                adjusted = cv2.convertScaleAbs(gray, alpha=cfg.dark_alpha, beta=cfg.dark_beta)
+            else:
+                adjusted = cv2.convertScaleAbs(gray, alpha=cfg.light_alpha, beta=cfg.light_beta)
+            k = int(cfg.blur_kernel)
+            blurred = cv2.GaussianBlur(adjusted, (k, k), 0)
+            out = cv2.subtract(adjusted, blurred)
+    if cfg.mask_left:
+        out[:, : int(out.shape[1] * cfg.mask_fraction)] = 0
+    return out
+
+
+def preprocess(image_bgr: np.ndarray, cfg: PreprocessConfig | None = None) -> np.ndarray:
+    """The full pipeline: uint8 (S, S) for grayscale/edges, (S, S, 3) BGR for mode none."""
+    cfg = cfg or PreprocessConfig()
+    return finish(crop_resize(image_bgr, cfg), cfg)
+
+
+def to_tensor(processed: np.ndarray, data_config: dict[str, Any]) -> Any:
+    """A processed uint8 frame → float32 tensor [3, S, S] normalised by the backbone's config.
+
+    Grayscale/edges frames are repeated over 3 channels; colour (mode none) goes BGR → RGB.
+    `data_config` is timm's `resolve_model_data_config` dict (its "mean" and "std").
+    """
+    import torch
+
+    if processed.ndim == 2:
+        x = np.repeat(processed[None, :, :], 3, axis=0)
+    elif processed.ndim == 3 and processed.shape[2] == 3:
+        x = processed[:, :, ::-1].transpose(2, 0, 1)
+    else:
+        raise BarsalignError(f"to_tensor: expected (S, S) or (S, S, 3), got {processed.shape}")
+    try:
+        mean = np.asarray(data_config["mean"], np.float32).reshape(3, 1, 1) * 255.0
+        std = np.asarray(data_config["std"], np.float32).reshape(3, 1, 1) * 255.0
+    except (KeyError, TypeError, ValueError):
+        raise BarsalignError("to_tensor: data_config needs 3-value 'mean' and 'std'") from None
+    out = (x.astype(np.float32) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under a folder (recursive), sorted."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def preprocess_folder(in_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig) -> dict:
+    """Write every frame of `in_dir` processed (PNG, same relative path) to `out_dir`."""
+    src, dst = Path(in_dir), Path(out_dir)
+    if not src.is_dir():
+        raise BarsalignError(f"{src}: not a folder")
+    files = list_images(src)
+    if not files:
+        raise BarsalignError(f"{src}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    bad: list[str] = []
+    for f in files:
+        try:
+            out = preprocess(read_image(f), cfg)
+        except BarsalignError as err:
+            bad.append(str(err))
+            continue
+        target = (dst / f.relative_to(src)).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), out)
+    return {"written": len(files) - len(bad), "unreadable": bad}
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    cfg = PreprocessConfig(target_size=args.size, mode=args.mode, mask_left=not args.no_mask)
+    res = preprocess_folder(args.in_dir, args.out_dir, cfg)
+    print(f"wrote {res['written']} frames to {args.out_dir}")
+    for line in res["unreadable"]:
+        print(f"unreadable: {line}")
+    if res["unreadable"]:
+        raise BarsalignError(f"{len(res['unreadable'])} unreadable file(s) in {args.in_dir}")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """`barsalign preprocess IN_DIR OUT_DIR --size 384 --mode edges`."""
+    p = subparsers.add_parser("preprocess", help="write preprocessed frames for a visual check")
+    p.add_argument("in_dir", help="folder of frames (searched recursively)")
+    p.add_argument("out_dir", help="where the processed PNGs go (same relative paths)")
+    p.add_argument("--size", type=int, default=PreprocessConfig.target_size)
+    p.add_argument("--mode", choices=MODES, default=PreprocessConfig.mode)
+    p.add_argument("--no-mask", action="store_true", help="keep the left half")
+    p.set_defaults(func=_cmd_preprocess)
