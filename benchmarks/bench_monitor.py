@@ -65,7 +65,7 @@ def main() -> None:
         whole = np.sum([[r[k] for k in stages] for r in records], axis=1)
         for name, values in [
             *[(k[:-3], [r[k] for r in records]) for k in stages],
-            ("whole frame", whole),
+            ("frame latency (sum)", whole),
         ]:
             v = np.asarray(values)
             print(
