@@ -1,0 +1,170 @@
+"""AlignmentDataModule on real rendered frames: sources, splits, imbalance, cache, bad files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from barsalign.data import AlignmentDataModule, load_labels
+from barsalign.errors import BarsalignError
+from barsalign.preprocess import PreprocessConfig, preprocess, read_image, to_tensor
+
+DC = {"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.25, 0.3), "input_size": (3, 48, 48)}
+
+
+def _dm(src, tmp_path: Path, **kw) -> AlignmentDataModule:
+    kw.setdefault("cache_dir", tmp_path / "cache")
+    kw.setdefault("batch_size", 8)
+    return AlignmentDataModule(src, DC, **kw)
+
+
+def test_batches_labels_and_grouped_stratified_split(synth_small: Path, tmp_path: Path) -> None:
+    dm = _dm(synth_small / "example_set", tmp_path, augment=None, val_fraction=0.25)
+    dm.setup("fit")
+    assert dm.preprocess_cfg.target_size == 48 and dm.unreadable == []
+    x, y = next(iter(dm.train_dataloader()))
+    assert (
+        x.dtype == torch.float32 and tuple(x.shape[1:]) == (3, 48, 48) and y.dtype == torch.float32
+    )
+    item = dm.val_set.items[0]
+    xv, yv = dm.val_set[0]
+    assert yv.item() == (1.0 if item.path.parent.name == "aligned" else 0.0)
+    want = to_tensor(preprocess(read_image(item.path), dm.preprocess_cfg), DC)
+    assert torch.equal(xv, want)
+    train_groups = {it.group for it in dm.train_set.items}
+    val_groups = {it.group for it in dm.val_set.items}
+    assert train_groups.isdisjoint(val_groups) and len(val_groups) > 1
+    assert all(g.startswith("ex_seq") for g in train_groups), "clip ids come from metadata.jsonl"
+    counts = dm.class_counts
+    assert counts["val"]["aligned"] > 0 and counts["val"]["not_aligned"] > 0
+    n = dm.n_train + len(dm.val_set)
+    assert n == len(list((synth_small / "example_set").rglob("*.jpg")))
+    c = counts["train"]
+    assert dm.pos_weight == pytest.approx(c["not_aligned"] / c["aligned"])
+
+
+def test_file_name_clip_groups_and_separate_validation_set(synth_small: Path, tmp_path: Path):
+    root = tmp_path / "named"
+    for label in ("aligned", "not_aligned"):
+        files = sorted((synth_small / "example_set" / label).glob("*.jpg"))
+        (root / label).mkdir(parents=True)
+        for k, f in enumerate(files):
+            shutil.copy(f, root / label / f"{label}cam_{k // 3}_f{k % 3:04d}.jpg")
+    items = load_labels(root)
+    assert len({it.group for it in items}) < len(items)
+    dm = _dm(root, tmp_path, val_fraction=0.3)
+    dm.setup("fit")
+    assert {it.group for it in dm.train_set.items}.isdisjoint({it.group for it in dm.val_set.items})
+    sep = _dm(root, tmp_path, val_dir=synth_small / "example_set")
+    sep.setup("fit")
+    assert sep.n_train == len(items) and all("named" not in str(i.path) for i in sep.val_set.items)
+
+
+def test_class_files_with_prefix_mapping_and_csv(synth_small: Path, tmp_path: Path) -> None:
+    ex = synth_small / "example_set"
+    al, na = sorted((ex / "aligned").glob("*.jpg")), sorted((ex / "not_aligned").glob("*.jpg"))
+    lab = tmp_path / "labels"
+    lab.mkdir()
+    server = "/srv/plant/frames"
+    (lab / "class_aligned.txt").write_text("".join(f"{server}/aligned/{p.name}\n" for p in al))
+    (lab / "class_not_aligned.txt").write_text(
+        "".join(f"{server}/not_aligned/{p.name}\n" for p in na)
+    )
+    (lab / "class_skipped.txt").write_text(f"{server}/aligned/{al[0].name}\n")
+    items = load_labels(lab, path_map=[(server, str(ex))])
+    assert len(items) == len(al) + len(na) - 1
+    assert {it.path for it in items if it.label == 1} == set(al[1:])
+    with pytest.raises(BarsalignError):
+        _dm(lab, tmp_path).setup("fit")  # without the mapping the server paths do not exist
+    csv = tmp_path / "labels.csv"
+    csv.write_text(
+        "path,label\n" + "".join(f"{p},aligned\n" for p in al[:3]) + f"{na[0]},not_aligned\n"
+    )
+    assert [it.label for it in load_labels(csv)] == [1, 1, 1, 0]
+    csv.write_text(f"path,label\n{al[0]},maybe\n")
+    with pytest.raises(BarsalignError, match="labels.csv:2"):
+        load_labels(csv)
+
+
+def test_unreadable_files_are_reported_up_front(synth_small: Path, tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    shutil.copytree(synth_small / "example_set", root)
+    victim = sorted((root / "aligned").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:500])
+    (root / "not_aligned" / "zero.jpg").write_bytes(b"")
+    with pytest.raises(BarsalignError, match="2 unreadable") as err:
+        _dm(root, tmp_path).setup("fit")
+    assert victim.name in str(err.value) and "zero.jpg" in str(err.value)
+    dm = _dm(root, tmp_path, on_unreadable="skip")
+    dm.setup("fit")
+    assert sorted(Path(p).name for p, _ in dm.unreadable) == sorted([victim.name, "zero.jpg"])
+    assert all(it.path != victim for it in dm.train_set.items + dm.val_set.items)
+
+
+def test_cache_is_keyed_by_content_and_config(synth_small: Path, tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    shutil.copytree(synth_small / "example_set", root)
+    cache = tmp_path / "cache"
+    dm = _dm(root, tmp_path, augment=None, cache_dir=cache)
+    dm.setup("fit")
+    n = dm.n_train + len(dm.val_set)
+    files = list(cache.rglob("*.npy"))
+    assert len(files) == n
+    i = 0
+    arr = dm.val_set.cache.get(dm.val_set.digests[i], dm.preprocess_cfg.key())
+    np.testing.assert_array_equal(
+        arr, preprocess(read_image(dm.val_set.items[i].path), dm.preprocess_cfg)
+    )
+    again = _dm(root, tmp_path, augment=None, cache_dir=cache)
+    again.setup("fit")
+    assert len(list(cache.rglob("*.npy"))) == n, "second run hits the cache"
+    other = _dm(
+        root,
+        tmp_path,
+        augment=None,
+        cache_dir=cache,
+        preprocess=PreprocessConfig(target_size=48, mode="grayscale"),
+    )
+    other.setup("fit")
+    assert len(list(cache.rglob("*.npy"))) == 2 * n, "another config is another key"
+    f = sorted((root / "aligned").glob("*.jpg"))[0]
+    f.write_bytes(read_bytes_flipped(sorted((root / "not_aligned").glob("*.jpg"))[0]))
+    _dm(root, tmp_path, augment=None, cache_dir=cache).setup("fit")
+    assert len(list(cache.rglob("*.npy"))) == 2 * n + 1, "new content, new entry"
+
+
+def read_bytes_flipped(path: Path) -> bytes:
+    """Another valid JPEG: `path` re-encoded mirrored."""
+    import cv2
+
+    return cv2.imencode(".jpg", read_image(path)[:, ::-1])[1].tobytes()
+
+
+def test_weighted_sampler_balances_classes(synth_small: Path, tmp_path: Path) -> None:
+    dm = _dm(synth_small / "example_set", tmp_path, balance="sampler", augment=None)
+    dm.setup("fit")
+    c = dm.class_counts["train"]
+    assert c["aligned"] != c["not_aligned"]
+    ys = torch.cat([y for _ in range(20) for _, y in dm.train_dataloader()])
+    assert abs(ys.mean().item() - 0.5) < 0.1
+    with pytest.raises(BarsalignError, match="balance"):
+        _dm(synth_small, tmp_path, balance="oversample")
+
+
+def test_training_augmentation_varies_and_validation_does_not(synth_small: Path, tmp_path: Path):
+    from barsalign.augment import AugmentConfig
+
+    aug = AugmentConfig(p_rotate=1.0, p_brightness=1.0, p_blur=1.0)
+    dm = _dm(synth_small / "example_set", tmp_path, augment=aug)
+    dm.setup("fit")
+    a, b = dm.train_set[0][0], dm.train_set[0][0]
+    assert not torch.equal(a, b)
+    assert torch.equal(dm.val_set[0][0], dm.val_set[0][0])
+    torch.manual_seed(5)
+    c = dm.train_set[1][0]
+    torch.manual_seed(5)
+    assert torch.equal(c, dm.train_set[1][0]), "seeded through torch's RNG"

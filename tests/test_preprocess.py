@@ -1,0 +1,165 @@
+"""preprocess against an independent step-by-step computation; odd inputs; to_tensor; CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from barsalign.augment import AugmentConfig, augment, augmented_variants
+from barsalign.cli import main
+from barsalign.errors import BarsalignError
+from barsalign.preprocess import PreprocessConfig, preprocess, read_image, to_tensor
+
+DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+def reference(img: np.ndarray, size: int = 384) -> tuple[np.ndarray, bool]:
+    """The issue's recipe written out literally; returns the frame and whether it was dark."""
+    h, w = img.shape[:2]
+    crop = img[:, w - h :]
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    dark = gray.mean() < 55
+    if dark:
+        adjusted = cv2.convertScaleAbs(gray, alpha=1.5, beta=155)
+    else:
+        adjusted = cv2.convertScaleAbs(gray, alpha=1.35, beta=75)
+    blurred = cv2.GaussianBlur(adjusted, (31, 31), 0)
+    edges = cv2.subtract(adjusted, blurred)
+    edges[:, : size // 2] = 0
+    return edges, bool(dark)
+
+
+def _frames(synth: Path) -> dict[str, Path]:
+    rows = [json.loads(x) for x in (synth / "metadata.jsonl").read_text().splitlines()]
+    stills = [r for r in rows if r.get("subset") == "example_set"]
+    night = next(r for r in stills if r["lighting"] == "night")
+    day = next(r for r in stills if r["lighting"] == "day")
+    return {"night": synth / night["file"], "day": synth / day["file"]}
+
+
+@pytest.mark.parametrize("size", [384, 96])
+def test_matches_the_step_by_step_recipe_on_dark_and_light_frames(synth_small: Path, size) -> None:
+    darkness = {}
+    for name, path in _frames(synth_small).items():
+        img = read_image(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the small set's frames are under 384 px high
+            got = preprocess(img, PreprocessConfig(target_size=size))
+            want, darkness[name] = reference(img, size)
+        assert got.dtype == np.uint8 and got.shape == (size, size)
+        np.testing.assert_array_equal(got, want)
+        assert got[:, : size // 2].max() == 0 and got[:, size // 2 :].max() > 0
+    assert darkness == {"night": True, "day": False}, "both brightness branches were exercised"
+
+
+def test_modes_and_mask() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    none = preprocess(img, PreprocessConfig(target_size=60, mode="none", mask_left=False))
+    want = cv2.resize(img[:, 80:], (60, 60), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(none, want)
+    gray = preprocess(img, PreprocessConfig(target_size=60, mode="grayscale", mask_left=False))
+    np.testing.assert_array_equal(gray, cv2.cvtColor(want, cv2.COLOR_BGR2GRAY))
+    masked = preprocess(img, PreprocessConfig(target_size=60, mode="grayscale", mask_fraction=0.25))
+    assert masked[:, :15].max() == 0 and (masked[:, 15:] == gray[:, 15:]).all()
+    with pytest.raises(BarsalignError, match="mode"):
+        PreprocessConfig(mode="sobel")
+    with pytest.raises(BarsalignError, match="blur_kernel"):
+        PreprocessConfig(blur_kernel=30)
+
+
+def _scene(h: int = 96, w: int = 128) -> np.ndarray:
+    """A frame with structure: bars of different grey levels."""
+    img = np.full((h, w, 3), 90, np.uint8)
+    for i in range(0, h, 12):
+        img[i : i + 5, w // 3 :] = (40 + i % 200, 160, 220 - i % 200)
+    return img
+
+
+def test_grayscale_rgba_and_16_bit_inputs_are_converted_explicitly() -> None:
+    cfg = PreprocessConfig(target_size=48)
+    bgr = _scene()
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    gray_bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    np.testing.assert_array_equal(preprocess(gray, cfg), preprocess(gray_bgr, cfg))
+    np.testing.assert_array_equal(preprocess(gray[:, :, None], cfg), preprocess(gray_bgr, cfg))
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    np.testing.assert_array_equal(preprocess(bgra, cfg), preprocess(bgr, cfg))
+    wide = bgr.astype(np.uint16) * 257
+    np.testing.assert_array_equal(preprocess(wide, cfg), preprocess(bgr, cfg))
+    with pytest.raises(BarsalignError, match="pixel type"):
+        preprocess(bgr.astype(np.int32), cfg)
+
+
+def test_portrait_keeps_the_bottom_square_and_small_frames_warn() -> None:
+    img = _scene(160, 100)
+    cfg = PreprocessConfig(target_size=50, mode="none", mask_left=False)
+    want = cv2.resize(img[60:], (50, 50), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(preprocess(img, cfg), want)
+    with pytest.warns(UserWarning, match="upscaled"):
+        out = preprocess(_scene(40, 60), PreprocessConfig(target_size=64))
+    assert out.shape == (64, 64)
+
+
+def test_unreadable_and_truncated_files_name_the_file(synth_small: Path, tmp_path: Path) -> None:
+    good = _frames(synth_small)["day"]
+    data = good.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("cut.jpg", "text.jpg", "empty.png", "missing.jpg"):
+        with pytest.raises(BarsalignError, match=name) as err:
+            read_image(tmp_path / name)
+        assert "\n" not in str(err.value)
+    assert read_image(good).shape[2] == 3
+
+
+def test_to_tensor_normalises_with_the_given_data_config() -> None:
+    gray = np.array([[0, 255], [128, 51]], np.uint8)
+    x = to_tensor(gray, DC)
+    assert tuple(x.shape) == (3, 2, 2) and x.dtype.is_floating_point
+    for c in range(3):
+        want = (gray / 255.0 - DC["mean"][c]) / DC["std"][c]
+        np.testing.assert_allclose(x[c].numpy(), want, rtol=1e-5, atol=1e-5)
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[..., 2] = 255  # red in BGR
+    y = to_tensor(colour, {"mean": (0, 0, 0), "std": (1, 1, 1)})
+    assert y[0].min() == 1.0 and y[1].max() == 0.0 and y[2].max() == 0.0  # RGB order
+    with pytest.raises(BarsalignError, match="mean"):
+        to_tensor(gray, {})
+
+
+def test_augmentation_is_seeded_and_masked_after() -> None:
+    img = _scene(96, 128)
+    pcfg = PreprocessConfig(target_size=64)
+    a = augmented_variants(img, 5, pcfg, seed=1)
+    b = augmented_variants(img, 5, pcfg, seed=1)
+    assert len(a) == 5 and all((x == y).all() for x, y in zip(a, b, strict=True))
+    np.testing.assert_array_equal(a[0], preprocess(img, pcfg))
+    always = AugmentConfig(p_rotate=1.0, p_brightness=1.0, p_blur=1.0)
+    c = augmented_variants(img, 4, pcfg, always, seed=2)
+    assert all(v[:, :32].max() == 0 for v in c), "mask applied after augmentation"
+    assert any(not (v == c[0]).all() for v in c[1:])
+    sq = np.full((32, 32, 3), 100, np.uint8)
+    out = augment(
+        sq,
+        AugmentConfig(p_rotate=0, p_blur=0, p_brightness=1, brightness=0.5),
+        np.random.default_rng(0),
+    )
+    assert out.shape == sq.shape and out[0, 0, 0] != 100
+
+
+def test_cli_writes_processed_frames(synth_small: Path, tmp_path: Path, capsys) -> None:
+    src = synth_small / "example_set"
+    n = len(list(src.rglob("*.jpg")))
+    assert main(["preprocess", str(src), str(tmp_path / "out"), "--size", "64"]) == 0
+    outs = sorted((tmp_path / "out").rglob("*.png"))
+    assert len(outs) == n and cv2.imread(str(outs[0]), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+    assert main(["preprocess", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
+    assert "nope" in capsys.readouterr().err
