@@ -163,3 +163,28 @@ def test_cli_writes_processed_frames(synth_small: Path, tmp_path: Path, capsys) 
     assert len(outs) == n and cv2.imread(str(outs[0]), cv2.IMREAD_UNCHANGED).shape == (64, 64)
     assert main(["preprocess", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_widget_redraws_when_a_slider_moves(synth_small: Path) -> None:
+    from barsalign import preview
+
+    paths = list(_frames(synth_small).values())
+    box = preview.interactive(paths, PreprocessConfig(target_size=64))
+    frame, sliders = box.children[0], [*box.children[1].children[0].children]
+    frame.value = str(paths[1])
+    sliders[0].value = 200.0  # dark_threshold: now every frame counts as dark
+    assert box.state["cfg"].dark_threshold == 200.0 and box.state["frame"] == str(paths[1])
+    titles = [ax.get_title() for ax in box.state["fig"].axes]
+    assert "dark" in titles[2] and titles[3].startswith("x1.5")
+    steps = preview.pipeline_steps(read_image(paths[1]), PreprocessConfig(target_size=64))
+    np.testing.assert_array_equal(
+        steps[-1][1], preprocess(read_image(paths[1]), PreprocessConfig(target_size=64))
+    )
+
+
+@pytest.mark.slow
+def test_03_notebook_runs(synth_small: Path, run_notebook, tmp_path: Path) -> None:
+    run_notebook("03_preprocess", tmp_path, data_dir=str(synth_small), target_size=96)
+    assert (tmp_path / "augmentation_grid.png").is_file()
+    assert len(list(tmp_path.glob("steps_dark_*.png"))) == 1
+    assert len(list(tmp_path.glob("steps_light_*.png"))) == 1
