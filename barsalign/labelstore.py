@@ -1,0 +1,288 @@
+"""Label storage that never loses a label: an fsynced, file-locked JSON-lines journal is the truth.
+
+Beside the journal sit the seed's class files (`class_aligned.txt`, `class_not_aligned.txt`,
+`class_skipped.txt`, one path a line) rebuilt from it, plus `class_unreadable.txt`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from filelock import FileLock
+
+from barsalign.errors import BarsalignError
+
+CLASSES: tuple[str, ...] = ("aligned", "not_aligned", "skipped")
+ALL_CLASSES: tuple[str, ...] = CLASSES + ("unreadable",)
+JOURNAL = "journal.jsonl"
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+_INDEX_RE = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
+
+
+def class_file(folder: Path, cls: str) -> Path:
+    return Path(folder) / f"class_{cls}.txt"
+
+
+def frame_index(path: str | Path) -> int | None:
+    """The number in a name like `img_00001.jpg`, or None."""
+    m = _INDEX_RE.search(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def in_range(paths: Iterable[str | Path], start: int | None, end: int | None) -> list[str]:
+    """Paths whose frame number lies in [start, end] (None = open end)."""
+    out = []
+    for p in paths:
+        i = frame_index(p)
+        if i is None:
+            raise BarsalignError(f"{p}: no frame number in the name (expected like img_00001.jpg)")
+        if (start is None or i >= start) and (end is None or i <= end):
+            out.append(str(p))
+    return out
+
+
+def read_class_file(path: Path) -> list[str]:
+    """Paths listed in one class file; a malformed line is an error naming file and line."""
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        if "\t" in s or s.startswith("{") or not s.lower().endswith(IMAGE_EXT):
+            raise BarsalignError(f"{path}:{n}: not an image path: {s[:80]!r}")
+        out.append(s)
+    return out
+
+
+def _fsync_append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class LabelStore:
+    """Labels in `folder`; paths are read under `local_prefix` and stored under `server_prefix`."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        local_prefix: str | None = None,
+        server_prefix: str | None = None,
+        annotator: str = "anon",
+    ) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if (local_prefix is None) != (server_prefix is None):
+            raise BarsalignError("give both local_prefix and server_prefix, or neither")
+        self.local_prefix, self.server_prefix = local_prefix, server_prefix
+        self.annotator = annotator
+        self.journal = self.folder / JOURNAL
+        self._lock = FileLock(str(self.folder / ".labels.lock"))
+        self._entries: list[dict] = []
+        self._offset = 0
+        with self._lock:
+            self._repair_tail()
+            self._refresh()
+            self._rebuild_class_files()
+
+    # -- prefix rewrite -------------------------------------------------------------------
+    def to_server(self, path: str | Path) -> str:
+        p = str(path)
+        if self.local_prefix is None:
+            return p
+        if not p.startswith(self.local_prefix):
+            raise BarsalignError(f"{p}: not under the local prefix {self.local_prefix}")
+        return self.server_prefix + p[len(self.local_prefix) :]
+
+    def to_local(self, path: str) -> str:
+        if self.server_prefix is None:
+            return path
+        if not path.startswith(self.server_prefix):
+            raise BarsalignError(
+                f"{self.folder}: {path} is not under the server prefix {self.server_prefix}"
+            )
+        return self.local_prefix + path[len(self.server_prefix) :]
+
+    # -- journal --------------------------------------------------------------------------
+    def _repair_tail(self) -> None:
+        """Drop a half-written last line (a process killed mid-write); earlier lines stay."""
+        if not self.journal.exists():
+            return
+        data = self.journal.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.journal, "r+b") as f:
+                f.truncate(cut)
+                os.fsync(f.fileno())
+
+    def _refresh(self) -> None:
+        """Read journal lines appended since the last read (by us or another process)."""
+        if not self.journal.exists():
+            return
+        with open(self.journal, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        for k, line in enumerate(data[:end].splitlines(), len(self._entries) + 1):
+            try:
+                e = json.loads(line)
+                assert e["action"] in ("label", "undo") and e["cls"] in ALL_CLASSES
+            except Exception:
+                raise BarsalignError(f"{self.journal}:{k}: malformed journal line") from None
+            self._entries.append(e)
+        self._offset += end
+
+    def _append(self, entry: dict) -> None:
+        _fsync_append(self.journal, json.dumps(entry, ensure_ascii=False) + "\n")
+        self._entries.append(entry)
+        self._offset = self.journal.stat().st_size
+
+    def _state(self) -> tuple[dict[str, str], list[dict]]:
+        """Replay: the live label per server path and the list of conflicts."""
+        stacks: dict[str, list[dict]] = {}
+        for e in self._entries:
+            st = stacks.setdefault(e["annotator"], [])
+            if e["action"] == "label":
+                st.append(e)
+            elif st:
+                st.pop()
+        by_path: dict[str, list[dict]] = {}
+        for st in stacks.values():
+            for e in st:
+                by_path.setdefault(e["path"], []).append(e)
+        state, conflicts = {}, []
+        for p, es in by_path.items():
+            es.sort(key=lambda e: e["seq"])
+            state[p] = es[-1]["cls"]
+            classes = {e["cls"] for e in es}
+            if len(classes) > 1:
+                conflicts.append({"path": p, "labels": [(e["annotator"], e["cls"]) for e in es]})
+        return state, conflicts
+
+    def _rebuild_class_files(self) -> None:
+        state, _ = self._state()
+        for cls in ALL_CLASSES:
+            lines = [p for p, c in state.items() if c == cls]
+            f = class_file(self.folder, cls)
+            if lines or f.exists() or cls in CLASSES:
+                _atomic_write(f, "".join(p + "\n" for p in lines))
+
+    # -- public API -----------------------------------------------------------------------
+    def label(self, path: str | Path, cls: str) -> None:
+        """Record `cls` for `path`; flushed and fsynced before it returns."""
+        if cls not in ALL_CLASSES:
+            raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(ALL_CLASSES)}")
+        sp = self.to_server(path)
+        with self._lock:
+            self._repair_tail()
+            self._refresh()
+            before, _ = self._state()
+            entry = {
+                "t": time.time(),
+                "seq": len(self._entries),
+                "annotator": self.annotator,
+                "path": sp,
+                "action": "label",
+                "cls": cls,
+            }
+            self._append(entry)
+            if sp in before:
+                self._rebuild_class_files()
+            else:
+                _fsync_append(class_file(self.folder, cls), sp + "\n")
+
+    def undo(self) -> str | None:
+        """Undo this annotator's last label, also one made before a restart; returns its path."""
+        with self._lock:
+            self._repair_tail()
+            self._refresh()
+            st: list[dict] = []
+            for e in self._entries:
+                if e["annotator"] != self.annotator:
+                    continue
+                if e["action"] == "label":
+                    st.append(e)
+                elif st:
+                    st.pop()
+            if not st:
+                return None
+            last = st[-1]
+            self._append(
+                {
+                    "t": time.time(),
+                    "seq": len(self._entries),
+                    "annotator": self.annotator,
+                    "path": last["path"],
+                    "action": "undo",
+                    "cls": last["cls"],
+                }
+            )
+            self._rebuild_class_files()
+            return self.to_local(last["path"])
+
+    def labeled(self) -> dict[str, str]:
+        """Local path -> class for every labelled frame (latest label wins)."""
+        with self._lock:
+            self._refresh()
+            state, _ = self._state()
+        return {self.to_local(p): c for p, c in state.items()}
+
+    def conflicts(self) -> list[dict]:
+        """Frames given different classes (by different annotators or a relabel)."""
+        with self._lock:
+            self._refresh()
+            return self._state()[1]
+
+    def pending(self, paths: Iterable[str | Path]) -> list[str]:
+        """The paths not yet labelled, in the order given."""
+        done = self.labeled()
+        return [str(p) for p in paths if str(p) not in done]
+
+    def entries(self) -> list[dict]:
+        with self._lock:
+            self._refresh()
+            return list(self._entries)
+
+
+def cohen_kappa(a: dict[str, str], b: dict[str, str]) -> tuple[float, list[tuple[str, str, str]]]:
+    """Cohen's kappa of two annotators over the frames both labelled, and their disagreements."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise BarsalignError("the two annotators share no labelled frames")
+    n = len(common)
+    po = sum(a[p] == b[p] for p in common) / n
+    cats = {a[p] for p in common} | {b[p] for p in common}
+    pe = sum(
+        (sum(a[p] == c for p in common) / n) * (sum(b[p] == c for p in common) / n) for c in cats
+    )
+    kappa = 1.0 if pe == 1 else (po - pe) / (1 - pe)
+    return kappa, [(p, a[p], b[p]) for p in common if a[p] != b[p]]
+
+
+def by_annotator(store: LabelStore) -> dict[str, dict[str, str]]:
+    """Each annotator's live labels (local path -> class)."""
+    stacks: dict[str, list[dict]] = {}
+    for e in store.entries():
+        st = stacks.setdefault(e["annotator"], [])
+        if e["action"] == "label":
+            st.append(e)
+        elif st:
+            st.pop()
+    return {a: {store.to_local(e["path"]): e["cls"] for e in st} for a, st in stacks.items()}
