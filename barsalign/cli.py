@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.train",
     "barsalign.export",
     "barsalign.monitor",
+    "barsalign.labeler",
 )
 
 

@@ -1,0 +1,321 @@
+"""The keyboard-driven labeler widget (ipywidgets + ipyevents) and the `labels` CLI commands.
+
+Keys: → aligned, ← not aligned, ↓ skip / unsure, u undo, Esc stop. The next frames are read and
+resized in a background thread, so a key press only swaps in bytes that are already encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from barsalign.errors import BarsalignError
+from barsalign.labelstore import (
+    CLASSES,
+    LabelStore,
+    class_file,
+    frame_index,
+    in_range,
+    read_class_file,
+)
+
+KEYS = {"ArrowRight": "aligned", "ArrowLeft": "not_aligned", "ArrowDown": "skipped"}
+MARKS = {"aligned": "✓", "not_aligned": "✗", "skipped": "↷", "unreadable": "⚠"}
+
+
+def order_frames(
+    paths: Sequence[str],
+    order: str = "index",
+    seed: int = 0,
+    score: Callable[[list[str]], Sequence[float]] | None = None,
+) -> tuple[list[str], dict[str, float]]:
+    """Order frames: "index", "index_desc", "random" (seeded) or "uncertain" (score near 0.5 first).
+
+    `score` maps paths to P(aligned); returns the ordered paths and the scores (empty if unused).
+    """
+    paths = [str(p) for p in paths]
+
+    def key(p: str) -> tuple[int, str]:
+        return (frame_index(p) or 0, Path(p).name)
+
+    if order in ("index", "index_desc"):
+        return sorted(paths, key=key, reverse=order == "index_desc"), {}
+    if order == "random":
+        out = sorted(paths, key=key)
+        random.Random(seed).shuffle(out)
+        return out, {}
+    if order == "uncertain":
+        if score is None:
+            raise BarsalignError("order 'uncertain' needs a scoring function (a checkpoint)")
+        s = dict(zip(paths, (float(x) for x in score(paths)), strict=True))
+        return sorted(paths, key=lambda p: abs(s[p] - 0.5)), s
+    raise BarsalignError(f"unknown order {order!r}; use index, index_desc, random or uncertain")
+
+
+def load_view(path: str, width: int = 640) -> bytes | None:
+    """The frame resized to `width` and JPEG-encoded, or None when it cannot be read."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else None
+
+
+def _unreadable_view(width: int) -> bytes:
+    img = np.full((width * 3 // 4, width, 3), 40, np.uint8)
+    cv2.putText(img, "UNREADABLE", (20, width // 3), cv2.FONT_HERSHEY_SIMPLEX, 2, (0, 0, 255), 4)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+class Labeler:
+    """Label `images` into `store`; `show()` returns the widget, `press(key)` is what a key does."""
+
+    def __init__(
+        self,
+        images: Sequence[str],
+        store: LabelStore,
+        order: str = "index",
+        seed: int = 0,
+        start: int | None = None,
+        end: int | None = None,
+        score: Callable[[list[str]], Sequence[float]] | None = None,
+        width: int = 640,
+        prefetch: int = 4,
+    ) -> None:
+        self.store, self.width, self.prefetch = store, width, prefetch
+        todo = store.pending(in_range(images, start, end))
+        self.queue, self.scores = order_frames(todo, order, seed, score)
+        self.pos = 0
+        self.history: list[str] = []
+        self.counts = {c: 0 for c in (*CLASSES, "unreadable")}
+        for c in store.labeled().values():
+            self.counts[c] += 1
+        self.t0 = time.monotonic()
+        self.n_session = 0
+        self.stopped = False
+        self._pool = ThreadPoolExecutor(max_workers=2)
+        self._cache: dict[str, Future] = {}
+        self._w = None
+        self._warm()
+
+    # -- prefetch ---------------------------------------------------------------------------
+    def _warm(self) -> None:
+        for p in self.queue[self.pos : self.pos + self.prefetch + 1]:
+            if p not in self._cache:
+                self._cache[p] = self._pool.submit(load_view, p, self.width)
+        for p in [p for p in self._cache if p not in self.queue[self.pos : self.pos + 8]]:
+            self._cache.pop(p)
+
+    @property
+    def current(self) -> str | None:
+        return self.queue[self.pos] if self.pos < len(self.queue) else None
+
+    def view(self) -> bytes | None:
+        """The current frame's encoded bytes; an unreadable frame is recorded and skipped."""
+        while self.current is not None:
+            p = self.current
+            fut = self._cache.get(p) or self._pool.submit(load_view, p, self.width)
+            data = fut.result()
+            if data is not None:
+                return data
+            self.store.label(p, "unreadable")
+            self.counts["unreadable"] += 1
+            self.history.append(p)
+            self.pos += 1
+            self._warm()
+        return None
+
+    # -- actions ----------------------------------------------------------------------------
+    def press(self, key: str) -> str | None:
+        """Apply one key; returns the class given ("undo"/"stop" for those keys) or None."""
+        if self.stopped:
+            return None
+        if key == "Escape":
+            self.stopped = True
+            self._render("stopped")
+            return "stop"
+        if key in ("u", "U"):
+            back = self.store.undo()
+            if back is None:
+                return None
+            if back in self.queue[: self.pos]:
+                self.queue.remove(back)
+                self.pos -= 1
+            self.queue.insert(self.pos, back)
+            self.counts = {c: 0 for c in self.counts}
+            for c in self.store.labeled().values():
+                self.counts[c] += 1
+            self._warm()
+            self._render("↶")
+            return "undo"
+        cls = KEYS.get(key)
+        if cls is None or self.view() is None:
+            return None
+        self.store.label(self.current, cls)  # fsynced before the next frame shows
+        self.counts[cls] += 1
+        self.n_session += 1
+        self.pos += 1
+        self._warm()
+        self.view()  # the next frame is ready (an unreadable one is recorded and passed)
+        self._render(MARKS[cls])
+        return cls
+
+    def stats(self) -> dict[str, float]:
+        mins = max(time.monotonic() - self.t0, 1e-6) / 60
+        rate = self.n_session / mins
+        left = len(self.queue) - self.pos
+        return {
+            **self.counts,
+            "per_min": rate,
+            "left": left,
+            "eta_min": left / rate if rate else float("nan"),
+        }
+
+    # -- widget -----------------------------------------------------------------------------
+    def show(self):
+        """Build the widget: image, mark, progress, buttons; key events via ipyevents."""
+        import ipywidgets as w
+        from ipyevents import Event
+
+        img = w.Image(format="jpeg", layout=w.Layout(width=f"{self.width}px"))
+        mark = w.HTML()
+        bar = w.IntProgress(min=0, max=max(1, len(self.queue)))
+        info, guess = w.HTML(), w.HTML()
+        btns = []
+        for text, key in [
+            ("← not aligned", "ArrowLeft"),
+            ("↓ skip", "ArrowDown"),
+            ("→ aligned", "ArrowRight"),
+            ("u undo", "u"),
+            ("Esc stop", "Escape"),
+        ]:
+            b = w.Button(description=text)
+            b.on_click(lambda _b, k=key: self.press(k))
+            btns.append(b)
+        box = w.VBox([w.HBox([img, w.VBox([mark, guess])]), bar, info, w.HBox(btns)])
+        box.add_class("barsalign-labeler")
+        ev = Event(source=box, watched_events=["keydown"], prevent_default_action=True)
+        ev.on_dom_event(lambda e: self.press(e.get("key", "")))
+        self._w = {"img": img, "mark": mark, "bar": bar, "info": info, "guess": guess, "ev": ev}
+        self._render("")
+        return box
+
+    def _render(self, flash: str) -> None:
+        if self._w is None:
+            return
+        data = self.view()
+        if data is None:
+            data = _unreadable_view(self.width) if not self.stopped else None
+            self._w["info"].value = "<b>done</b>" if not self.stopped else "<b>stopped</b>"
+        if data is not None:
+            self._w["img"].value = data
+        self._w["mark"].value = f"<span style='font-size:96px'>{flash}</span>"
+        self._w["bar"].value = self.pos
+        s = self.stats()
+        p = self.current
+        self._w["guess"].value = (
+            f"model P(aligned) = {self.scores[p]:.2f}" if p is not None and p in self.scores else ""
+        )
+        if data is not None and not self.stopped:
+            self._w["info"].value = (
+                f"{p} — ✓ {s['aligned']} ✗ {s['not_aligned']} ↷ {s['skipped']} "
+                f"⚠ {s['unreadable']} · {s['per_min']:.0f}/min · {s['left']} left, "
+                f"~{s['eta_min']:.1f} min"
+            )
+
+
+# -- conversions and CLI ------------------------------------------------------------------
+def export_labels(labels_dir: Path, to: Path, form: str = "folders", copy: bool = False) -> int:
+    """Class files -> `to/aligned/`, `to/not_aligned/` (links or copies) or a CSV; returns count."""
+    rows = []
+    for c in ("aligned", "not_aligned"):
+        f = class_file(labels_dir, c)
+        if f.exists():
+            rows += [(p, c) for p in read_class_file(f)]
+    to = Path(to)
+    if form == "csv":
+        to.parent.mkdir(parents=True, exist_ok=True)
+        with open(to, "w", newline="") as f:
+            csv.writer(f).writerows([("path", "label"), *rows])
+        return len(rows)
+    for p, c in rows:
+        if not Path(p).exists():
+            raise BarsalignError(f"{class_file(labels_dir, c)}: {p} does not exist")
+        d = to / c
+        d.mkdir(parents=True, exist_ok=True)
+        dst = d / Path(p).name
+        if dst.exists() or dst.is_symlink():
+            dst.unlink()
+        shutil.copy2(p, dst) if copy else os.symlink(os.path.abspath(p), dst)
+    return len(rows)
+
+
+def import_labels(src: Path, labels_dir: Path, annotator: str = "import") -> int:
+    """A folder layout (`aligned/`, `not_aligned/`) or a CSV (path,label) -> the label store."""
+    src = Path(src)
+    store = LabelStore(labels_dir, annotator=annotator)
+    pairs: list[tuple[str, str]] = []
+    if src.is_file():
+        with open(src, newline="") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if n == 1 and row == ["path", "label"]:
+                    continue
+                if len(row) != 2 or row[1] not in CLASSES:
+                    raise BarsalignError(f"{src}:{n}: expected 'path,label' with a known label")
+                pairs.append((row[0], row[1]))
+    elif src.is_dir():
+        for c in ("aligned", "not_aligned"):
+            pairs += [
+                (str((src / c / n).absolute()), c)
+                for n in sorted(os.listdir(src / c))
+                if (src / c).is_dir()
+            ]
+        if not pairs:
+            raise BarsalignError(f"{src}: no aligned/ or not_aligned/ frames found")
+    else:
+        raise BarsalignError(f"{src}: no such file or folder")
+    done = store.labeled()
+    for p, c in pairs:
+        if done.get(p) != c:
+            store.label(p, c)
+    return len(pairs)
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    n = export_labels(
+        Path(a.labels_dir), Path(a.to), "csv" if a.to.endswith(".csv") else "folders", a.copy
+    )
+    print(f"exported {n} labels to {a.to}")
+    return 0
+
+
+def _cmd_import(a: argparse.Namespace) -> int:
+    print(f"imported {import_labels(Path(a.src), Path(a.labels_dir), a.annotator)} labels")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("labels", help="convert labels between class files, folders and CSV")
+    s = p.add_subparsers(dest="labels_cmd", required=True)
+    e = s.add_parser("export", help="class files -> aligned/ not_aligned/ folders or a .csv")
+    e.add_argument("labels_dir")
+    e.add_argument("--to", required=True, help="a folder, or a file ending in .csv")
+    e.add_argument("--copy", action="store_true", help="copy frames instead of linking")
+    e.set_defaults(func=_cmd_export)
+    i = s.add_parser("import", help="aligned/ not_aligned/ folders or a .csv -> class files")
+    i.add_argument("src")
+    i.add_argument("--to", dest="labels_dir", required=True)
+    i.add_argument("--annotator", default="import")
+    i.set_defaults(func=_cmd_import)

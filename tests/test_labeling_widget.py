@@ -1,0 +1,80 @@
+"""Labeler: keys, undo, resume, index range, order, unreadable frames; CLI conversions."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from barsalign.cli import main
+from barsalign.labeler import Labeler, order_frames
+from barsalign.labelstore import LabelStore, class_file, read_class_file
+
+
+@pytest.fixture()
+def frames(tmp_path: Path) -> list[str]:
+    d = tmp_path / "pool"
+    d.mkdir()
+    out = []
+    for i in range(1, 11):
+        img = np.full((864, 1152, 3), i * 20, np.uint8)
+        p = d / f"img_{i:05d}.jpg"
+        cv2.imwrite(str(p), img)
+        out.append(str(p))
+    (d / "img_00011.jpg").write_bytes(b"not a jpeg")
+    return out + [str(d / "img_00011.jpg")]
+
+
+def test_keys_undo_resume(tmp_path: Path, frames: list[str]) -> None:
+    store = LabelStore(tmp_path / "labels", annotator="t")
+    lab = Labeler(frames, store, start=2, end=11)
+    box = lab.show()
+    assert box is not None and lab._w["img"].value[:2] == b"\xff\xd8"
+    assert lab.current == frames[1]
+    assert lab.press("ArrowRight") == "aligned"
+    assert lab.press("ArrowLeft") == "not_aligned"
+    assert lab.press("ArrowDown") == "skipped"
+    assert lab.press("u") == "undo"
+    assert lab.current == frames[3]
+    assert store.labeled() == {frames[1]: "aligned", frames[2]: "not_aligned"}
+    assert lab.press("Escape") == "stop" and lab.press("ArrowRight") is None
+    lab2 = Labeler(frames, LabelStore(tmp_path / "labels", annotator="t"), start=2, end=11)
+    assert lab2.current == frames[3]  # resume: only the rest
+    for _ in range(7):
+        lab2.press("ArrowRight")
+    assert lab2.current is None
+    labels = LabelStore(tmp_path / "labels").labeled()
+    assert labels[frames[10]] == "unreadable"  # shown as such, recorded, skipped
+    assert frames[0] not in labels  # outside the index range
+    assert read_class_file(class_file(tmp_path / "labels", "unreadable")) == [frames[10]]
+
+
+def test_orders(frames: list[str]) -> None:
+    assert order_frames(frames[::-1], "index")[0] == frames
+    assert order_frames(frames, "index_desc")[0] == frames[::-1]
+    r1, r2 = order_frames(frames, "random", 3)[0], order_frames(frames, "random", 3)[0]
+    assert r1 == r2 and sorted(r1) == sorted(frames) and r1 != frames
+    scores = [i / 10 for i in range(11)]
+    ordered, s = order_frames(frames, "uncertain", score=lambda ps: scores)
+    assert ordered[0] == frames[5] and s[frames[5]] == 0.5
+
+
+def test_cli_export_import(tmp_path: Path, frames: list[str], capsys) -> None:
+    store = LabelStore(tmp_path / "labels")
+    store.label(frames[0], "aligned")
+    store.label(frames[1], "not_aligned")
+    assert main(["labels", "export", str(tmp_path / "labels"), "--to", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out/aligned/img_00001.jpg").is_symlink()
+    assert (
+        main(["labels", "export", str(tmp_path / "labels"), "--to", str(tmp_path / "l.csv")]) == 0
+    )
+    rows = list(csv.reader(open(tmp_path / "l.csv")))
+    assert rows[1:] == [[frames[0], "aligned"], [frames[1], "not_aligned"]]
+    assert main(["labels", "import", str(tmp_path / "l.csv"), "--to", str(tmp_path / "l2")]) == 0
+    assert LabelStore(tmp_path / "l2").labeled() == store.labeled()
+    (tmp_path / "bad.csv").write_text("path,label\nx.jpg,maybe\n")
+    assert main(["labels", "import", str(tmp_path / "bad.csv"), "--to", str(tmp_path / "l3")]) == 2
+    assert "bad.csv:2" in capsys.readouterr().err
