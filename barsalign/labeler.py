@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -319,3 +320,37 @@ def add_commands(sub) -> None:
     i.add_argument("--to", dest="labels_dir", required=True)
     i.add_argument("--annotator", default="import")
     i.set_defaults(func=_cmd_import)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Parameters of notebook 02_label, validated."""
+
+    data_dir: str | None = None
+    run_dir: str | None = None
+    n_frames: int = 40
+    error_rate: float = 0.1
+    n_undo: int = 3
+    order: str = "index"
+    seed: int = 0
+    interactive: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.error_rate <= 1:
+            raise BarsalignError(f"error_rate must lie in [0, 1], got {self.error_rate}")
+        if self.n_frames < 1 or self.n_undo < 0:
+            raise BarsalignError("n_frames must be >= 1 and n_undo >= 0")
+
+
+def simulate(lab: Labeler, truth: dict[str, str], n: int, error_rate: float, seed: int = 0) -> int:
+    """A simulated annotator: press the key for the true class (wrong with `error_rate`)."""
+    rng = random.Random(seed)
+    inv = {v: k for k, v in KEYS.items()}
+    done = 0
+    while done < n and lab.current is not None:
+        cls = truth[lab.current]
+        if rng.random() < error_rate:
+            cls = "not_aligned" if cls == "aligned" else "aligned"
+        if lab.press(inv[cls]) in CLASSES:
+            done += 1
+    return done

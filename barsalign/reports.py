@@ -33,6 +33,7 @@ class DemoRun:
 
 DEMO_PLAN: list[DemoRun] = [
     DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
+    DemoRun("02_label", "02_label", {"n_frames": 30}, "Labeling with a simulated annotator"),
     DemoRun("03_preprocess", "03_preprocess", {"frames_per_lighting": 2}, "Preprocessing steps"),
     *finetune_demo_runs(DemoRun),  # 04_finetune: Lite0 ImageNet vs random init, MobileNetV3
     DemoRun("06_export", "06_export", {}, "Export of the best run and the live monitor"),  # last
