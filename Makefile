@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup test test-fast demo reports synth bench lint clean-reports
+.PHONY: setup chromium test test-fast demo reports synth bench lint clean-reports
 
 setup: $(STAMP)
 
@@ -19,7 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name barsalign --display-name "barsalign (.venv)" >/dev/null
 	touch $(STAMP)
 
-test: setup
+chromium:  # the browser test drives Debian's chromium; CI machines start without it
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: setup chromium
 	$(PY) -m pytest
 
 test-fast: setup
