@@ -21,9 +21,11 @@ ROLLER_PITCH = 150
 
 # Where the bed's corners land in a 1152x864 frame, per camera: (u=0,v=0), (u=0,v=V),
 # (u=U,v=0), (u=U,v=V). Bars run from the lower left towards the stopper at the upper right.
+# The stopper face lies in the frame's right third, as at the plant: the preprocessing keeps the
+# right square and zeroes its left half, which leaves the columns x > 0.625 * width.
 CAMERA_QUADS = {
-    "CS1": ((-900.0, 330.0), (-150.0, 1500.0), (640.0, 90.0), (905.0, 415.0)),
-    "CS2": ((-850.0, 420.0), (-60.0, 1480.0), (690.0, 130.0), (935.0, 470.0)),
+    "CS1": ((-700.0, 330.0), (50.0, 1500.0), (840.0, 90.0), (1105.0, 415.0)),
+    "CS2": ((-650.0, 420.0), (140.0, 1480.0), (890.0, 130.0), (1135.0, 470.0)),
 }
 PROFILES = ("round", "channel", "angle")
 

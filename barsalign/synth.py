@@ -40,7 +40,7 @@ from barsalign.render import render as render_spec
 SCENES = ("bars_at_stopper", "bars_no_stopper", "stopper_no_bars", "background")
 LIGHTINGS = ("day", "artificial", "night")
 LABELS = ("aligned", "not_aligned")
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 """Bumped whenever the drawing changes, so `ensure_default` re-renders a stale default set."""
 
 
@@ -496,6 +496,25 @@ def ensure_default(cfg: SynthConfig | None = None, out_dir: str | Path | None = 
     if stamp.is_file() and json.loads(stamp.read_text()) == want:
         return out
     return render_dataset(out, cfg, overwrite=True, progress=True)
+
+
+def pool_labels(data_dir: str | Path) -> Path:
+    """`train_set/labels.csv` (path,label) from the pool's truth: the labels an annotator gives.
+
+    The plant's way is to train on its own labelled pool and validate on the example set; on
+    the synthetic default the renderer's truth stands in for the finished labelling.
+    """
+    root = Path(data_dir)
+    out = root / "train_set" / "labels.csv"
+    rows = [r for r in load_metadata(root) if str(r.get("file", "")).startswith("train_set/")]
+    if not rows:
+        raise BarsalignError(f"{root}/metadata.jsonl: no train_set frames to label")
+    text = "path,label\n" + "".join(
+        f"{Path(r['file']).relative_to('train_set')},{r['label']}\n" for r in rows
+    )
+    if not out.is_file() or out.read_text() != text:
+        out.write_text(text)
+    return out
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

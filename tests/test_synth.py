@@ -28,7 +28,7 @@ from barsalign.render import (
     project,
     render,
 )
-from barsalign.synth import SynthConfig, load_metadata, render_dataset
+from barsalign.synth import SynthConfig, load_metadata, pool_labels, render_dataset
 from tests.conftest import SMALL
 
 
@@ -282,3 +282,30 @@ def test_ensure_default_renders_once_and_again_when_the_config_changes(tmp_path:
     assert (out / "synth_config.json").stat().st_mtime_ns == stamp, "no second render"
     ensure_default(dataclasses.replace(cfg, n_pool=3), out)
     assert len(list((out / "train_set").iterdir())) == 3
+
+
+def test_bar_heads_lie_where_the_plant_preprocessing_looks(synth_small: Path) -> None:
+    # the plant's crop keeps the right square and zeroes its left half: x > width - height / 2
+    width, height = SMALL.width, SMALL.height
+    heads = [
+        x
+        for r in load_metadata(synth_small)
+        if r["scene"] == "bars_at_stopper"
+        for (x, _), gap in zip(r["heads_px"], r["gaps_px"], strict=True)
+        if gap < 10  # at or within a few pixels of the stopper face
+    ]
+    assert heads, "the small set has bars at the stopper"
+    assert min(heads) > width - height / 2 and max(heads) < width
+
+
+def test_pool_labels_are_the_pool_truth(synth_small: Path) -> None:
+    truth = {
+        r["file"]: r["label"]
+        for r in load_metadata(synth_small)
+        if r["file"].startswith("train_set/")
+    }
+    lines = pool_labels(synth_small).read_text().splitlines()
+    assert lines[0] == "path,label" and len(lines) == len(truth) + 1
+    for line in lines[1:]:
+        name, label = line.split(",")
+        assert truth[f"train_set/{name}"] == label
