@@ -33,7 +33,8 @@ class FinetuneConfig:
 
     Args:
         image_size: square input side; None takes the preset's (or the backbone's own).
-        data_dir: labelled frames; None means the synthetic default (rendered if missing).
+        data_dir: labelled frames; None means the synthetic default (rendered if missing):
+            its labelled pool `train_set/labels.csv`, validated on `example_set/`.
         val_data_dir: a separate validation folder; None splits `data_dir` by clip.
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
@@ -173,6 +174,16 @@ def _preprocess_dict(datamodule: Any) -> dict[str, Any] | None:
     return None
 
 
+def with_synthetic_default(cfg: FinetuneConfig) -> FinetuneConfig:
+    """The synthetic default, the plant's way: train on the labelled pool, validate on the
+    example set (rendered first if missing)."""
+    from barsalign.synth import ensure_default, pool_labels
+
+    root = ensure_default()
+    val = cfg.val_data_dir if cfg.val_data_dir is not None else str(root / "example_set")
+    return dataclasses.replace(cfg, data_dir=str(pool_labels(root)), val_data_dir=val)
+
+
 def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
     """The project's data module (barsalign.data) for this run, at the backbone's data config."""
     from barsalign.data import AlignmentDataModule
@@ -266,9 +277,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     # 1. seed, data and model
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.data_dir is None and datamodule is None:
-        from barsalign.synth import ensure_default
-
-        cfg = dataclasses.replace(cfg, data_dir=str(ensure_default()))
+        cfg = with_synthetic_default(cfg)
     run_dir = Path(str(cfg.run_dir))
     model = AlignmentClassifier(
         backbone=cfg.backbone,
