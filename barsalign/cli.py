@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.preprocess",
     "barsalign.reports",
     "barsalign.train",
+    "barsalign.predict",
     "barsalign.export",
     "barsalign.monitor",
     "barsalign.labeler",

@@ -36,6 +36,7 @@ DEMO_PLAN: list[DemoRun] = [
     DemoRun("02_label", "02_label", {"n_frames": 30}, "Labeling with a simulated annotator"),
     DemoRun("03_preprocess", "03_preprocess", {"frames_per_lighting": 2}, "Preprocessing steps"),
     *finetune_demo_runs(DemoRun),  # 04_finetune: Lite0 ImageNet vs random init, MobileNetV3
+    DemoRun("05_evaluate", "05_evaluate", {}, "Held-out evaluation: Table 1, thresholds, errors"),
     DemoRun("06_export", "06_export", {}, "Export of the best run and the live monitor"),  # last
 ]
 """What `make demo` runs, in order. Later steps append their runs here."""

@@ -61,9 +61,11 @@ def test_index_has_a_row_per_run_and_every_link_resolves(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_executed_notebook_becomes_html_without_code(synth_small: Path, tmp_path: Path) -> None:
-    out = execute_notebook("01_eda", tmp_path / "runs" / "01_eda",
-                           {"data_dir": str(synth_small), "examples_per_class": 1,
-                            "contact_sheet_frames": 4})
+    out = execute_notebook(
+        "01_eda",
+        tmp_path / "runs" / "01_eda",
+        {"data_dir": str(synth_small), "examples_per_class": 1, "contact_sheet_frames": 4},
+    )
     page = to_html(out).read_text()
     assert "Exploratory data analysis" in page
     assert "eda.inventory(" not in page, "code cells are hidden"

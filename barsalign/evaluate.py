@@ -1,0 +1,366 @@
+"""Evaluate trained models on a held-out labelled set: scores, metrics, thresholds, errors.
+
+`load_scorer` opens a checkpoint (or an exported model with its card) together with the exact
+preprocessing it was trained with; `score_paths` scores frames, listing unreadable ones instead
+of dropping them; `evaluate_scorer` gives one row of the study's Table 1 and more.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from barsalign.config import DATA_DIR, RUNS_DIR
+from barsalign.errors import BarsalignError
+from barsalign.metrics import binary_metrics, threshold_for_precision, threshold_max_fbeta
+
+HELD_OUT_DIR = DATA_DIR / "synthetic_test"
+"""The default held-out set: rendered from another seed, so no training run has seen it."""
+LABEL_DIRS = ("aligned", "not_aligned")
+
+
+def held_out_config():
+    """The SynthConfig of the default held-out set (300 labelled frames, seed 1000)."""
+    from barsalign.synth import SynthConfig
+
+    return SynthConfig(seed=1000, n_example=300, n_pool=0, n_clips=0)
+
+
+def ensure_held_out() -> Path:
+    """The default held-out set's labelled folder, rendered first if missing."""
+    from barsalign.synth import ensure_default
+
+    return ensure_default(held_out_config(), HELD_OUT_DIR) / "example_set"
+
+
+@dataclass
+class LabelledSet:
+    """Frames with known labels (aligned = 1), and the synthetic truth where there is one."""
+
+    root: Path
+    paths: list[Path]
+    labels: np.ndarray
+    meta: list[dict[str, Any] | None] = field(default_factory=list)
+
+
+def labelled_folder(data_dir: str | Path) -> LabelledSet:
+    """Frames in the `aligned/` and `not_aligned/` layout under `data_dir`.
+
+    A synthetic data set's root is accepted too (its `example_set/` is used). An empty or
+    one-class folder is accepted here; metrics then say what they can (see `binary_metrics`).
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise BarsalignError(f"{root} is not a folder")
+    if not any((root / d).is_dir() for d in LABEL_DIRS) and (root / "example_set").is_dir():
+        root = root / "example_set"
+    if not any((root / d).is_dir() for d in LABEL_DIRS):
+        raise BarsalignError(f"{root} has neither an aligned/ nor a not_aligned/ subfolder")
+    from barsalign.eda import IMAGE_SUFFIXES
+
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in ((1, "aligned"), (0, "not_aligned")):
+        folder = root / name
+        if folder.is_dir():
+            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += found
+            labels += [label] * len(found)
+    if not paths:
+        raise BarsalignError(f"{root}/aligned and {root}/not_aligned hold no images")
+    meta: list[dict[str, Any] | None] = [None] * len(paths)
+    synth_root = root.parent
+    if (synth_root / "metadata.jsonl").is_file():
+        from barsalign.synth import load_metadata
+
+        by_file = {m["file"]: m for m in load_metadata(synth_root)}
+        meta = [by_file.get(p.relative_to(synth_root).as_posix()) for p in paths]
+    return LabelledSet(root, paths, np.asarray(labels, dtype=int), meta)
+
+
+@dataclass
+class Scorer:
+    """A model with the preprocessing it was trained with: frames in, P(aligned) out."""
+
+    name: str
+    backbone: str
+    image_size: int
+    preprocess_cfg: Any
+    data_config: dict[str, Any]
+    logits_fn: Callable[[np.ndarray], np.ndarray]
+    source: Path
+    weights_source: str = ""
+    parameters: int = 0
+    torch_model: Any = None
+
+    def tensors(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """Preprocess BGR frames into the model's normalised input batch [B, 3, S, S]."""
+        from barsalign.preprocess import preprocess, to_tensor
+
+        return np.stack(
+            [
+                to_tensor(preprocess(img, self.preprocess_cfg), self.data_config).numpy()
+                for img in images_bgr
+            ]
+        )
+
+    def scores(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits_fn(self.tensors(images_bgr))))
+
+
+def _preprocess_from(hparams: dict[str, Any], ckpt: Path) -> Any:
+    """The PreprocessConfig a run trained with: from the checkpoint, else the run's config.yaml."""
+    import yaml
+
+    from barsalign.preprocess import PreprocessConfig
+
+    stored = hparams.get("preprocess")
+    if stored is None:
+        for cfg_file in (ckpt.parent / "config.yaml", ckpt.parent.parent / "config.yaml"):
+            if cfg_file.is_file():
+                stored = (yaml.safe_load(cfg_file.read_text()) or {}).get("preprocess")
+                break
+    if stored is None:
+        raise BarsalignError(f"{ckpt}: no preprocessing config stored with it or its run")
+    return PreprocessConfig(**stored) if isinstance(stored, dict) else stored
+
+
+def load_scorer(model_path: str | Path) -> Scorer:
+    """A checkpoint (.ckpt) or an exported model (.onnx with its card) ready to score frames."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise BarsalignError(f"model {path} does not exist")
+    if path.suffix == ".onnx":
+        from barsalign import export
+
+        return export.onnx_scorer(path)
+    if path.suffix != ".ckpt":
+        raise BarsalignError(f"{path}: expected a .ckpt checkpoint or an .onnx export")
+    import torch
+
+    from barsalign.model import count_parameters, data_config, load_checkpoint
+
+    model = load_checkpoint(path)
+    hp = dict(model.hparams)
+    image_size = int(hp["image_size"])
+    pcfg = _preprocess_from(hp, path)
+
+    def logits(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).float().numpy()
+
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return Scorer(
+        name=run.name,
+        backbone=hp["backbone"],
+        image_size=image_size,
+        preprocess_cfg=pcfg,
+        data_config=data_config(model.backbone, image_size),
+        logits_fn=logits,
+        source=path,
+        weights_source=model.weights_source,
+        parameters=count_parameters(model),
+        torch_model=model,
+    )
+
+
+def read_frames(paths: Sequence[Path]) -> tuple[list[np.ndarray | None], list[tuple[str, str]]]:
+    """BGR frames in order (None where unreadable) and the list of (path, why) unreadable."""
+    from barsalign.preprocess import read_image
+
+    frames: list[np.ndarray | None] = []
+    bad: list[tuple[str, str]] = []
+    for p in paths:
+        try:
+            frames.append(read_image(p))
+        except BarsalignError as err:
+            frames.append(None)
+            bad.append((str(p), str(err)))
+    return frames, bad
+
+
+def score_paths(
+    scorer: Scorer, paths: Sequence[Path], batch_size: int = 16
+) -> tuple[np.ndarray, list[tuple[str, str]], float]:
+    """P(aligned) per path (NaN where unreadable), the unreadable list, and ms per frame."""
+    scores = np.full(len(paths), np.nan)
+    bad: list[tuple[str, str]] = []
+    started = time.perf_counter()
+    for i in range(0, len(paths), batch_size):
+        frames, unreadable = read_frames(paths[i : i + batch_size])
+        bad += unreadable
+        ok = [k for k, f in enumerate(frames) if f is not None]
+        if ok:
+            scores[[i + k for k in ok]] = scorer.scores([frames[k] for k in ok])
+    read = len(paths) - len(bad)
+    ms = (time.perf_counter() - started) * 1000.0 / max(read, 1)
+    return scores, bad, ms
+
+
+def latency_ms(scorer: Scorer, paths: Sequence[Path], frames: int = 20) -> float:
+    """Median CPU milliseconds for one frame, file read and preprocessing included (batch 1)."""
+    times = []
+    for p in list(paths)[: max(frames, 1) + 2]:
+        t = time.perf_counter()
+        score_paths(scorer, [p], batch_size=1)
+        times.append((time.perf_counter() - t) * 1000.0)
+    return float(np.median(times[2:] if len(times) > 2 else times))  # first calls warm up
+
+
+def evaluate_scores(
+    y: np.ndarray, scores: np.ndarray, threshold: float = 0.5, precision_target: float = 0.99
+) -> dict[str, Any]:
+    """Metrics at `threshold` plus the two operating thresholds (max F0.5; precision target)."""
+    m = binary_metrics(y, scores, threshold)
+    m["threshold_f05"], m["f05_at_best"] = threshold_max_fbeta(y, scores, beta=0.5)
+    m["threshold_precision"] = threshold_for_precision(y, scores, precision_target)
+    m["precision_target"] = precision_target
+    return m
+
+
+def evaluate_scorer(
+    scorer: Scorer,
+    data: LabelledSet,
+    threshold: float = 0.5,
+    precision_target: float = 0.99,
+    batch_size: int = 16,
+    latency_frames: int = 20,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One row of the comparison table and the per-frame scores (with synthetic truth)."""
+    scores, bad, _ = score_paths(scorer, data.paths, batch_size)
+    ok = ~np.isnan(scores)
+    if not ok.any():
+        raise BarsalignError(f"no readable frames in {data.root} ({len(bad)} unreadable)")
+    m = evaluate_scores(data.labels[ok], scores[ok], threshold, precision_target)
+    ckpt_mb = scorer.source.stat().st_size / 2**20
+    row = {
+        "model": scorer.name,
+        "backbone": scorer.backbone,
+        "image_side": scorer.image_size,
+        "weights_source": scorer.weights_source,
+        **m,
+        "parameters": scorer.parameters,
+        "checkpoint_mb": round(ckpt_mb, 2),
+        "latency_ms": latency_ms(scorer, data.paths, latency_frames),
+        "unreadable": len(bad),
+    }
+    frames = per_frame_table(data, scores, threshold)
+    return row, frames
+
+
+def per_frame_table(data: LabelledSet, scores: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Path, truth, score, prediction, outcome and the synthetic truth columns per frame."""
+    rows = []
+    for path, y, s, meta in zip(data.paths, data.labels, scores, data.meta, strict=True):
+        pred = None if np.isnan(s) else int(s >= threshold)
+        outcome = (
+            "unreadable"
+            if pred is None
+            else {(1, 1): "TP", (0, 1): "FP", (1, 0): "FN", (0, 0): "TN"}[(int(y), pred)]
+        )
+        row = {
+            "path": str(path),
+            "label": int(y),
+            "score": float(s),
+            "pred": pred,
+            "outcome": outcome,
+        }
+        if meta:
+            row.update(
+                scene=meta["scene"],
+                lighting=meta["lighting"],
+                kind=meta["kind"],
+                max_gap_px=meta["max_gap_px"],
+                n_bars=meta["n_bars"],
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+GAP_BINS = (0.0, 1.0, 4.0, 8.0, 16.0, 32.0, 64.0, 1e9)
+
+
+def error_rates(frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Error rate by scene type, lighting and largest gap (pixels), from synthetic truth."""
+    if "scene" not in frames:
+        return {}
+    f = frames[frames["outcome"] != "unreadable"].copy()
+    f["error"] = f["outcome"].isin(["FP", "FN"])
+    gap = f["max_gap_px"].fillna(-1.0)
+    labels = [
+        f"{a:g}-{b:g}px" if b < 1e9 else f">{a:g}px"
+        for a, b in zip(GAP_BINS[:-1], GAP_BINS[1:], strict=True)
+    ]
+    f["gap_px"] = pd.cut(gap, bins=GAP_BINS, labels=labels, include_lowest=True)
+    f["gap_px"] = f["gap_px"].cat.add_categories(["no bars"]).fillna("no bars")
+    out = {}
+    for col in ("scene", "lighting", "gap_px"):
+        t = f.groupby(col, observed=True).agg(frames=("error", "size"), errors=("error", "sum"))
+        t["error_rate"] = t["errors"] / t["frames"]
+        out[col] = t.reset_index()
+    return out
+
+
+def find_runs(runs_dir: Path = RUNS_DIR, names: Sequence[str] | None = None) -> list[Path]:
+    """Best checkpoints of training runs under `runs_dir` (or of the named runs)."""
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    if names:
+        missing = [n for n in names if not (runs_dir / n).is_dir()]
+        if missing:
+            raise BarsalignError(f"no run(s) {missing} under {runs_dir}")
+        runs = [runs_dir / n for n in names]
+    found = [
+        r / "checkpoints" / "best.ckpt" for r in runs if (r / "checkpoints" / "best.ckpt").is_file()
+    ]
+    return found
+
+
+def write_json(path: Path, data: Any) -> Path:
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if hasattr(o, "__dataclass_fields__"):
+            return asdict(o)
+        return str(o)
+
+    path.write_text(json.dumps(data, indent=2, default=default) + "\n")
+    return path
+
+
+def error_cases(
+    scorer: Scorer, frames: pd.DataFrame, outcome: str, n: int, side: int = 256
+) -> list[dict[str, Any]]:
+    """Up to `n` frames with this outcome ("FP" most confident first, "FN" least), each with
+    the square the model sees (RGB), its Grad-CAM map (torch models) and a caption."""
+    import cv2
+    import torch
+
+    from barsalign.gradcam import grad_cam
+    from barsalign.plots import right_square
+
+    cases = frames[frames["outcome"] == outcome].sort_values("score", ascending=outcome != "FP")
+    items = []
+    for _, case in cases.head(n).iterrows():
+        img = cv2.imread(case["path"])
+        cam = None
+        if scorer.torch_model is not None:
+            x = torch.from_numpy(scorer.tensors([img]))
+            cam = grad_cam(scorer.torch_model.backbone, scorer.torch_model.head, x)[0]
+        extra = ""
+        if "scene" in case and isinstance(case["scene"], str):
+            extra = f"\n{case['scene']}, {case['lighting']}, gap {case['max_gap_px'] or 0:.1f}px"
+        items.append(
+            {
+                "image": right_square(img, side),
+                "cam": cam,
+                "caption": f"{Path(case['path']).name}: score {case['score']:.3f}{extra}",
+            }
+        )
+    return items

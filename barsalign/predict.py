@@ -1,0 +1,155 @@
+"""`barsalign evaluate` and `barsalign predict`: score a folder with a checkpoint or export.
+
+The plant's contract: a folder with `aligned/` and `not_aligned/` in, F0.5 out. `predict` also
+takes any folder of frames and writes a CSV of path, score, label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barsalign.eda import list_images
+from barsalign.errors import BarsalignError
+from barsalign.evaluate import (
+    LABEL_DIRS,
+    evaluate_scores,
+    labelled_folder,
+    load_scorer,
+    score_paths,
+    write_json,
+)
+
+METRIC_ROWS = ("f05", "f1", "accuracy", "precision", "recall", "auroc")
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    """The metric table as aligned text lines (what the commands print)."""
+    lines = [f"{'frames':<22}{m['n']} ({m['n_aligned']} aligned)"]
+    for key in METRIC_ROWS:
+        value = m.get(key)
+        text = "undefined (one class only)" if value is None else f"{value:.4f}"
+        lines.append(f"{key:<22}{text}")
+    lines.append(f"{'threshold':<22}{m['threshold']:.4f}")
+    lines.append(f"{'confusion tp/fp/fn/tn':<22}{m['tp']}/{m['fp']}/{m['fn']}/{m['tn']}")
+    if "threshold_f05" in m:
+        lines.append(f"{'threshold max F0.5':<22}{m['threshold_f05']:.4f}")
+        tp = m.get("threshold_precision")
+        tp_text = "not reached" if tp is None else f"{tp:.4f}"
+        lines.append(f"{'threshold P>=' + format(m['precision_target'], 'g'):<22}{tp_text}")
+    return "\n".join(lines)
+
+
+def predict_folder(
+    model: str | Path, source: str | Path, out_csv: str | Path, threshold: float | None = None
+) -> dict[str, Any]:
+    """Score every image under `source` into a CSV; metrics too when it has the class layout."""
+    scorer = load_scorer(model)
+    thr = float(getattr(scorer, "threshold", None) or 0.5) if threshold is None else threshold
+    source = Path(source)
+    labelled = any((source / d).is_dir() for d in LABEL_DIRS)
+    data = labelled_folder(source) if labelled else None
+    paths = data.paths if data else list_images(source)
+    scores, bad, ms = score_paths(scorer, paths)
+    reasons = dict(bad)
+    with open(out_csv, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "score", "label"])
+        for p, s in zip(paths, scores, strict=True):
+            if np.isnan(s):
+                writer.writerow([str(p), "", "unreadable"])
+            else:
+                writer.writerow([str(p), f"{s:.6f}", "aligned" if s >= thr else "not_aligned"])
+    result: dict[str, Any] = {
+        "frames": len(paths),
+        "unreadable": sorted(reasons),
+        "ms_per_frame": ms,
+        "threshold": thr,
+        "csv": str(out_csv),
+    }
+    if data is not None:
+        ok = ~np.isnan(scores)
+        if ok.any():
+            result["metrics"] = evaluate_scores(data.labels[ok], scores[ok], thr)
+    return result
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    e = subparsers.add_parser("evaluate", help="metrics of a model on a labelled folder")
+    e.add_argument("--model", required=True, type=Path, help="a .ckpt checkpoint or .onnx export")
+    e.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="folder with aligned/ and not_aligned/ (or a synthetic data set)",
+    )
+    e.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the model card's, else 0.5)",
+    )
+    e.add_argument("--precision-target", type=float, default=0.99)
+    e.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write")
+    e.set_defaults(func=_evaluate_cli)
+    p = subparsers.add_parser("predict", help="score a folder of frames into a CSV")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--source", required=True, type=Path, help="folder of frames")
+    p.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    p.add_argument("--threshold", type=float, default=None)
+    p.set_defaults(func=_predict_cli)
+
+
+def _report_unreadable(bad: list[str]) -> None:
+    if bad:
+        print(f"{len(bad)} unreadable frame(s), not scored:", file=sys.stderr)
+        for path in bad:
+            print(f"  {path}", file=sys.stderr)
+
+
+def _evaluate_cli(args: argparse.Namespace) -> int:
+    scorer = load_scorer(args.model)
+    thr = (
+        args.threshold
+        if args.threshold is not None
+        else float(getattr(scorer, "threshold", None) or 0.5)
+    )
+    data = labelled_folder(args.data)
+    scores, bad, ms = score_paths(scorer, data.paths)
+    _report_unreadable([b[0] for b in bad])
+    ok = ~np.isnan(scores)
+    if not ok.any():
+        raise BarsalignError(f"no readable frames in {data.root}")
+    m = evaluate_scores(data.labels[ok], scores[ok], thr, args.precision_target)
+    print(f"model {args.model} on {data.root}")
+    print(format_metrics(m))
+    print(f"{'ms per frame':<22}{ms:.1f}")
+    write_json(
+        args.json,
+        {
+            "model": str(args.model),
+            "data": str(data.root),
+            **m,
+            "ms_per_frame": ms,
+            "unreadable": [b[0] for b in bad],
+        },
+    )
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _predict_cli(args: argparse.Namespace) -> int:
+    result = predict_folder(args.model, args.source, args.out, args.threshold)
+    _report_unreadable(result["unreadable"])
+    print(
+        f"scored {result['frames'] - len(result['unreadable'])} of {result['frames']} frames "
+        f"into {result['csv']} ({result['ms_per_frame']:.1f} ms per frame)"
+    )
+    if "metrics" in result:
+        print(format_metrics(result["metrics"]))
+    return 0
