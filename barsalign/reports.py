@@ -138,7 +138,7 @@ h1 { margin-bottom: 0.2rem; } .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.95rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.45rem 0.6rem; text-align: left; }
 th { background: #f3f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-a { color: #0b5cad; }
+a { color: #0b5cad; } .wide { overflow-x: auto; }
 """
 
 
@@ -162,24 +162,38 @@ def _comparison_html(reports_dir: Path) -> str:
         if pages
         else ""
     )
+    df = df[[c for c in COMPARISON_COLUMNS if c in df]].rename(columns=COMPARISON_COLUMNS)
     table = df.to_html(
-        index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", classes="comparison", border=0
+        index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", classes="comparison", border=0
     )
-    return f"<h2>Model comparison (held-out set){source}</h2>{table}"
+    return f'<h2>Model comparison (held-out set){source}</h2><div class="wide">{table}</div>'
+
+
+COMPARISON_COLUMNS = {
+    "model": "model",
+    "image_side": "side",
+    "weights_source": "weights",
+    "f05": "F0.5",
+    "f1": "F1",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "auroc": "AUROC",
+    "threshold_precision": "threshold (precision target)",
+    "latency_ms": "ms / frame",
+    "checkpoint_mb": "MB",
+}
+"""The comparison columns the index shows, and their headings (the CSV keeps them all)."""
+RUN_COLUMNS = ("backbone", "weights_source", "best_f05", "auroc", "epochs", "seconds")
+"""The summary.json fields the runs table shows, where a run has them."""
 
 
 def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign reports") -> Path:
     """Write `reports/index.html`: the project summary and a row per run linking its HTML."""
     reports_dir = Path(reports_dir)
     entries = _run_entries(reports_dir / "runs")
-    keys = sorted(
-        {
-            k
-            for e in entries
-            for k, v in e["summary"].items()
-            if isinstance(v, int | float | str) and k not in ("run",)
-        }
-    )
+    entries.sort(key=lambda e: e["mtime"])  # the order they ran in
+    keys = [k for k in RUN_COLUMNS if any(k in e["summary"] for e in entries)]
     columns = ["run", "report", "what", "updated", *keys]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in columns)
     rows = []
@@ -193,7 +207,7 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
         ]
         for k in keys:
             v = e["summary"].get(k, "")
-            text = f"{v:.4g}" if isinstance(v, float) else str(v)
+            text = (f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}") if isinstance(v, float) else str(v)
             cls = ' class="num"' if isinstance(v, int | float) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -205,7 +219,8 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
         "named in each run. Aligned is the positive class; F0.5 weighs precision higher because "
         'a false "aligned" means a bad cut.</p>'
         f"{comparison}<h2>Runs</h2>"
-        f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<div class="wide"><table id="runs"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
     page = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
