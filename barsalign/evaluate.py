@@ -63,16 +63,11 @@ def labelled_folder(data_dir: str | Path) -> LabelledSet:
         root = root / "example_set"
     if not any((root / d).is_dir() for d in LABEL_DIRS):
         raise BarsalignError(f"{root} has neither an aligned/ nor a not_aligned/ subfolder")
-    from barsalign.eda import IMAGE_SUFFIXES
+    from barsalign.data import read_folder_labels
 
-    paths: list[Path] = []
-    labels: list[int] = []
-    for label, name in ((1, "aligned"), (0, "not_aligned")):
-        folder = root / name
-        if folder.is_dir():
-            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            paths += found
-            labels += [label] * len(found)
+    pairs = read_folder_labels(root)
+    paths = [p for p, _ in pairs]
+    labels = [lab for _, lab in pairs]
     if not paths:
         raise BarsalignError(f"{root}/aligned and {root}/not_aligned hold no images")
     meta: list[dict[str, Any] | None] = [None] * len(paths)
