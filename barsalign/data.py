@@ -37,6 +37,7 @@ from barsalign.preprocess import (
     decode_image,
     finish,
     list_images,
+    preprocess,
     to_tensor,
 )
 
@@ -251,8 +252,10 @@ class FrameDataset(Dataset):
         if arr is None:
             item = self.items[i]
             img = decode_image(item.path.read_bytes(), str(item.path))
-            sq = crop_resize(img, self.pcfg)
-            arr = sq if self.augment_cfg is not None else finish(sq, self.pcfg)
+            if self.augment_cfg is not None:
+                arr = crop_resize(img, self.pcfg)
+            else:
+                arr = preprocess(img, self.pcfg)
             self.cache.put(self.digests[i], key, arr)
         if self.augment_cfg is not None:
             # torch's RNG: seeded by seed_everything, re-drawn per epoch and per loader worker
@@ -331,9 +334,7 @@ class AlignmentDataModule(pl.LightningDataModule):
                 except BarsalignError as err:
                     self.unreadable.append((str(it.path), str(err)))
                     continue
-                self.cache.put(
-                    digest, key, finish(crop_resize(img, self.preprocess_cfg), self.preprocess_cfg)
-                )
+                self.cache.put(digest, key, preprocess(img, self.preprocess_cfg))
             good.append(it)
             digests.append(digest)
         return good, digests

@@ -13,7 +13,16 @@ import pytest
 from barsalign.augment import AugmentConfig, augment, augmented_variants
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
-from barsalign.preprocess import PreprocessConfig, preprocess, read_image, to_tensor
+from barsalign.preprocess import (
+    PreprocessConfig,
+    _masked_fast,
+    crop_resize,
+    finish,
+    list_images,
+    preprocess,
+    read_image,
+    to_tensor,
+)
 
 DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -43,7 +52,7 @@ def _frames(synth: Path) -> dict[str, Path]:
     return {"night": synth / night["file"], "day": synth / day["file"]}
 
 
-@pytest.mark.parametrize("size", [384, 96])
+@pytest.mark.parametrize("size", [384, 128, 96])
 def test_matches_the_step_by_step_recipe_on_dark_and_light_frames(synth_small: Path, size) -> None:
     darkness = {}
     for name, path in _frames(synth_small).items():
@@ -56,6 +65,25 @@ def test_matches_the_step_by_step_recipe_on_dark_and_light_frames(synth_small: P
         np.testing.assert_array_equal(got, want)
         assert got[:, : size // 2].max() == 0 and got[:, size // 2 :].max() > 0
     assert darkness == {"night": True, "day": False}, "both brightness branches were exercised"
+
+
+@pytest.mark.parametrize("mode", ["edges", "grayscale", "none"])
+def test_masked_shortcut_is_pixel_identical_to_the_literal_steps(synth_small: Path, mode) -> None:
+    """`preprocess` skips the masked columns; every output must equal the literal pipeline."""
+    frames = [read_image(p) for p in list_images(synth_small / "example_set")]
+    rng = np.random.default_rng(1)
+    frames += [rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)]  # portrait
+    frames += [np.full((288, 384, 3), v, np.uint8) for v in (54, 55, 56)]  # on the threshold
+    taken = 0
+    for size, fraction in [(128, 0.5), (96, 0.5), (64, 0.5), (144, 0.5), (128, 0.7), (72, 0.3)]:
+        cfg = PreprocessConfig(target_size=size, mode=mode, mask_fraction=fraction)
+        for img in frames:
+            np.testing.assert_array_equal(preprocess(img, cfg), finish(crop_resize(img, cfg), cfg))
+            taken += _masked_fast(img, cfg) is not None
+    assert taken > len(frames) * 4, "the shortcut ran on most frames"
+    flat = np.full((288, 384, 3), 55, np.uint8)
+    if mode == "edges":  # a mean within the rounding bound of the threshold takes the literal path
+        assert _masked_fast(flat, PreprocessConfig(target_size=128)) is None
 
 
 def test_modes_and_mask() -> None:
