@@ -45,6 +45,14 @@ def test_onnx_and_torchscript_match_pytorch_on_real_frames(exported: dict) -> No
         assert Path(r["path"]).is_file() and r["size_mb"] > 0.1
 
 
+def test_onnx_keeps_batchnorm_and_checks_the_optimised_session(exported: dict) -> None:
+    r = exported["formats"]["onnx"]
+    proto = onnx.load(r["path"])
+    assert any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    assert r["deployed_max_abs_logit_diff"] <= r["deployed_allowed"]
+    assert r["deployed_labels_differ"] == 0 and r["fp32_spread"] >= 0.0
+
+
 def test_onnx_has_dynamic_batch_and_opset_17(exported: dict, synth_small: Path) -> None:
     path = Path(exported["formats"]["onnx"]["path"])
     proto = onnx.load(str(path))
