@@ -187,8 +187,8 @@ _GRAY_ROUNDING = 1.01
 def _aligned_column(side: int, size: int, before: int) -> int | None:
     """Largest output column <= `before` whose INTER_AREA cell starts on a source column.
 
-    None when the scale `side / size` is not a short binary fraction: only then does OpenCV
-    compute the same cell weights for a strip of columns as for the whole row.
+    None when the scale `side / size` is not a short binary fraction: when it is, OpenCV
+    computes the same cell weights for a strip of columns as for the whole row.
     """
     scale = Fraction(side, size)
     if scale.denominator & (scale.denominator - 1) or scale.denominator > 64:
@@ -243,7 +243,8 @@ def _masked_fast(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
     else:
         adjusted = cv2.convertScaleAbs(gray, alpha=cfg.light_alpha, beta=cfg.light_beta)
     k = int(cfg.blur_kernel)
-    # OpenCV blurs few-row images faster than few-column ones; the kernel is symmetric.
+    # OpenCV blurs few-row images faster than few-column ones; the same kernel runs both
+    # ways, and the tests check the result is bit-identical to the untransposed blur.
     blurred = cv2.GaussianBlur(np.ascontiguousarray(adjusted.T), (k, k), 0).T
     out[:, keep:] = cv2.subtract(adjusted[:, keep - start :], blurred[:, keep - start :])
     return out
