@@ -1,6 +1,8 @@
 """Frame preprocessing: keep the stopper square, shrink it, reduce it to the edges near the stopper.
 
 The pipeline (plant-proven defaults, every step a field of `PreprocessConfig`):
+0. optionally crop the frame to a region of interest around the stopper (`roi`, off by
+   default): steps 1-6 then run on that crop;
 1. crop a square of side = height, keeping the right side (drop the leftmost columns);
    a portrait frame keeps its bottom square of side = width;
 2. resize to `target_size` (INTER_AREA; a smaller frame is upscaled, with a warning);
@@ -46,8 +48,11 @@ class PreprocessConfig:
     light_alpha: float = 1.35
     light_beta: float = 75.0
     blur_kernel: int = 31  # odd Gaussian kernel side
+    roi: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1), frame fractions
 
     def __post_init__(self) -> None:
+        if self.roi is not None:
+            object.__setattr__(self, "roi", parse_roi(self.roi))
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, not {self.mode!r}"),
             (int(self.target_size) >= 8, f"target_size must be >= 8, not {self.target_size}"),
@@ -69,6 +74,36 @@ class PreprocessConfig:
     def key(self) -> str:
         """A stable text form of the config, for cache keys."""
         return repr(sorted(dataclasses.asdict(self).items()))
+
+
+def parse_roi(value: Any) -> tuple[float, float, float, float] | None:
+    """A region of interest as (x0, y0, x1, y1) fractions of the frame's width and height.
+
+    Takes 4 numbers or their text "x0,y0,x1,y1"; None, "" or "none" mean the whole frame.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    try:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        roi = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise BarsalignError(f"roi {value!r}: expected 4 numbers x0,y0,x1,y1") from None
+    if len(roi) != 4:
+        raise BarsalignError(f"roi {value!r}: expected 4 numbers x0,y0,x1,y1, got {len(roi)}")
+    x0, y0, x1, y1 = roi
+    if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+        raise BarsalignError(f"roi {value!r}: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+    return (x0, y0, x1, y1)
+
+
+def crop_roi(image: np.ndarray, roi: tuple[float, float, float, float] | None) -> np.ndarray:
+    """Step 0: the frame's region of interest (a view; the whole frame when `roi` is None)."""
+    if roi is None:
+        return image
+    h, w = image.shape[:2]
+    x0, x1 = round(roi[0] * w), max(round(roi[2] * w), round(roi[0] * w) + 1)
+    y0, y1 = round(roi[1] * h), max(round(roi[3] * h), round(roi[1] * h) + 1)
+    return image[y0:y1, x0:x1]
 
 
 def to_bgr8(image: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -126,8 +161,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def crop_resize(image_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Steps 1-2: the stopper square (right side; bottom for portrait), resized, colour kept."""
-    img = to_bgr8(image_bgr)
+    """Steps 0-2: the stopper square (right side; bottom for portrait), resized, colour kept."""
+    img = crop_roi(to_bgr8(image_bgr), cfg.roi)
     h, w = img.shape[:2]
     if w >= h:
         square = img[:, w - h :]
@@ -173,7 +208,7 @@ def preprocess(image_bgr: np.ndarray, cfg: PreprocessConfig | None = None) -> np
     """
     cfg = cfg or PreprocessConfig()
     img = to_bgr8(image_bgr)
-    fast = _masked_fast(img, cfg)
+    fast = _masked_fast(crop_roi(img, cfg.roi), cfg)
     return fast if fast is not None else finish(crop_resize(img, cfg), cfg)
 
 
@@ -301,7 +336,9 @@ def preprocess_folder(in_dir: str | Path, out_dir: str | Path, cfg: PreprocessCo
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
-    cfg = PreprocessConfig(target_size=args.size, mode=args.mode, mask_left=not args.no_mask)
+    roi = parse_roi(args.roi)
+    mask = not args.no_mask and roi is None
+    cfg = PreprocessConfig(target_size=args.size, mode=args.mode, mask_left=mask, roi=roi)
     res = preprocess_folder(args.in_dir, args.out_dir, cfg)
     print(f"wrote {res['written']} frames to {args.out_dir}")
     for line in res["unreadable"]:
@@ -319,4 +356,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--size", type=int, default=PreprocessConfig.target_size)
     p.add_argument("--mode", choices=MODES, default=PreprocessConfig.mode)
     p.add_argument("--no-mask", action="store_true", help="keep the left half")
+    p.add_argument(
+        "--roi", help="crop the region x0,y0,x1,y1 (frame fractions) first; implies --no-mask"
+    )
     p.set_defaults(func=_cmd_preprocess)

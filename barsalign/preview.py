@@ -27,16 +27,32 @@ def pipeline_steps(image_bgr: np.ndarray, cfg: PreprocessConfig) -> list[tuple[s
     blurred = cv2.GaussianBlur(adjusted, (k, k), 0)
     edges = cv2.subtract(adjusted, blurred)
     masked = edges.copy()
-    masked[:, : int(masked.shape[1] * cfg.mask_fraction)] = 0
-    return [
-        (f"original {img.shape[1]}x{img.shape[0]}", img),
+    if cfg.mask_left:
+        masked[:, : int(masked.shape[1] * cfg.mask_fraction)] = 0
+    shown = img
+    if cfg.roi is not None:  # step 0: the region of interest, drawn on the original
+        h, w = img.shape[:2]
+        x0, y0, x1, y1 = cfg.roi
+        shown = img.copy()
+        corners = (round(x0 * w), round(y0 * h)), (round(x1 * w) - 1, round(y1 * h) - 1)
+        cv2.rectangle(shown, *corners, (0, 255, 255), max(2, w // 200))
+    steps = [
+        (f"original {img.shape[1]}x{img.shape[0]}" + (" + roi" if cfg.roi else ""), shown),
         (f"crop + resize {cfg.target_size}", square),
         (f"gray (mean {mean:.0f}: {'dark' if dark else 'light'})", gray),
         (f"x{alpha:g} +{beta:g}", adjusted),
         (f"blur {k}x{k}", blurred),
         ("adjusted - blur", edges),
-        (f"mask left {cfg.mask_fraction:.0%}", masked),
+        (f"mask left {cfg.mask_fraction:.0%}" if cfg.mask_left else "no mask", masked),
     ]
+    if cfg.mode != "edges":  # colour and grayscale stop after steps 2 and 3 (then the mask)
+        kept = steps[: 2 if cfg.mode == "none" else 3]
+        last = kept[-1][1].copy()
+        if cfg.mask_left:
+            last[:, : int(last.shape[1] * cfg.mask_fraction)] = 0
+            kept.append((f"mask left {cfg.mask_fraction:.0%}", last))
+        return kept
+    return steps
 
 
 def _show(ax: Any, img: np.ndarray, title: str) -> None:

@@ -42,6 +42,20 @@ LIGHTINGS = ("day", "artificial", "night")
 LABELS = ("aligned", "not_aligned")
 RENDERER_VERSION = 3
 """Bumped whenever the drawing changes, so `ensure_default` re-renders a stale default set."""
+STOPPER_ROI = (0.6111, 0.0752, 1.0, 0.5938)
+"""The synthetic cameras' stopper region (x0, y0, x1, y1 frame fractions; 704..1152 x 65..513
+at 1152x864): every bar head at the stopper, over all sessions' camera shifts and zoom, lies
+inside it with a margin (a test checks). A plant engineer draws the same box once per camera."""
+
+
+def resolve_roi(roi: Any, data_dir: str | Path | None) -> tuple[float, float, float, float] | None:
+    """A `roi` parameter: "auto" is STOPPER_ROI on the synthetic default (`data_dir` None) and
+    the whole frame (None) on other data; anything else goes through `parse_roi`."""
+    from barsalign.preprocess import parse_roi
+
+    if isinstance(roi, str) and roi.strip().lower() == "auto":
+        return STOPPER_ROI if data_dir is None else None
+    return parse_roi(roi)
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,7 @@ class SynthConfig:
     width: int = 1152
     height: int = 864
     n_example: int = 300
-    n_pool: int = 600
+    n_pool: int = 2400
     n_clips: int = 4
     clip_frames: int = 60
     clip_fps: int = 12

@@ -21,6 +21,7 @@ import yaml
 
 from barsalign.config import CONF_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.preprocess import MODES, PreprocessConfig
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,13 @@ class FinetuneConfig:
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
+        roi: region of interest cropped before preprocessing, (x0, y0, x1, y1) frame
+            fractions; "auto" takes the synthetic cameras' stopper region when `data_dir` is
+            None (the synthetic default) and the whole frame otherwise; None: whole frame.
+        preprocess_mode: "none" (colour, the default: on the synthetic default's stopper region
+            it beat the plant's "edges" recipe, F0.5 0.82 vs 0.73 in 9.5 min) or "grayscale".
+        mask_left: zero the left half after resizing; None: on for the whole frame, off with
+            a roi (the region already leaves the bar bodies out).
         max_minutes: wall-clock budget for training (None: only `epochs` limits it).
         early_stopping_patience: epochs without a better validation F0.5 before stopping.
     """
@@ -63,6 +71,9 @@ class FinetuneConfig:
     weights: str = "auto"
     pretrained_path: str | None = None
     seed: int = 0
+    roi: Any = "auto"
+    preprocess_mode: str = "none"
+    mask_left: bool | None = None
     val_fraction: float = 0.2
     num_workers: int = 0
     max_minutes: float | None = None
@@ -82,6 +93,11 @@ class FinetuneConfig:
             set_("image_size", default_image_size(self.backbone))
         if self.run_name is None:
             set_("run_name", f"finetune_{self.backbone}")
+        from barsalign.synth import resolve_roi
+
+        set_("roi", resolve_roi(self.roi, self.data_dir))
+        if self.mask_left is None:
+            set_("mask_left", self.roi is None)
         if self.run_dir is None:
             set_("run_dir", str(RUNS_DIR / str(self.run_name)))
         checks = [
@@ -91,6 +107,10 @@ class FinetuneConfig:
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}"),
             (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1): {self.val_fraction}"),
+            (
+                self.preprocess_mode in MODES,
+                f"preprocess_mode must be one of {MODES}, not {self.preprocess_mode!r}",
+            ),
             (self.schedule in ("constant", "cosine"), f"schedule {self.schedule!r}: no such"),
             (self.weights in ("auto", "random"), f"weights must be auto or random: {self.weights}"),
             (
@@ -113,7 +133,18 @@ class FinetuneConfig:
                 raise BarsalignError(f"{key} {value} does not exist")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["roi"] = list(self.roi) if self.roi is not None else None  # YAML has no tuples
+        return out
+
+    def preprocess_config(self) -> PreprocessConfig:
+        """The preprocessing this run trains with (stored in its checkpoint for inference)."""
+        return PreprocessConfig(
+            target_size=int(self.image_size or 224),
+            mode=self.preprocess_mode,
+            mask_left=bool(self.mask_left),
+            roi=self.roi,
+        )
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
@@ -140,16 +171,16 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     return data
 
 
-DEMO_MINUTES = 6.0
-"""Training budget of each Lite0 run in `make demo`."""
+DEMO_MINUTES = 9.0
+"""Training budget of each Lite0 run in `make demo` (the issue's target: under 10 minutes)."""
 
 
 def finetune_demo_runs(demo_run: Any) -> list[Any]:
     """The 04_finetune runs of `make demo`, on the CPU profile (reports.DemoRun as `demo_run`).
 
     EfficientNet-Lite0 from the packaged ImageNet weights and from random initialisation on
-    the same budget (6 minutes each), then MobileNetV3-Large (no weights on this machine:
-    random, 4 minutes); the budgets keep the whole demo under 30 minutes on 2 cores.
+    the same budget (9 minutes each), then MobileNetV3-Large (no weights on this machine:
+    random, 2.5 minutes); the budgets keep the whole demo near 30 minutes on 2 cores.
     """
     cpu = load_profile(CONF_DIR / "cpu.yaml")
     lite0, mnv3 = "tf_efficientnet_lite0", "mobilenetv3_large_100"
@@ -165,7 +196,7 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
         demo_run(
             "04_finetune",
             f"finetune_{mnv3}",
-            {**cpu, "backbone": mnv3, "max_minutes": 4},
+            {**cpu, "backbone": mnv3, "max_minutes": 2.5},
             "MobileNetV3-Large, random initialisation (no weights here)",
         ),
     ]
@@ -198,6 +229,7 @@ def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
         data_dir=cfg.data_dir,
         val_dir=cfg.val_data_dir,
         data_config=data_cfg,
+        preprocess=cfg.preprocess_config(),
         batch_size=cfg.batch_size,
         val_fraction=cfg.val_fraction,
         num_workers=cfg.num_workers,
@@ -413,6 +445,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--patience", dest="early_stopping_patience", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--roi",
+        help="stopper region x0,y0,x1,y1 (frame fractions), 'none' for the whole frame, "
+        "or 'auto' (default: the synthetic cameras' region on the synthetic default)",
+    )
+    p.add_argument("--preprocess-mode", choices=MODES)
+    p.add_argument("--mask-left", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--accelerator", help="cpu, gpu, auto")
     p.add_argument("--devices", help="number of devices or 'auto'")
     p.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp, ...")

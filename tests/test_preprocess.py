@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from barsalign.augment import AugmentConfig, augment, augmented_variants
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import (
+    MODES,
     PreprocessConfig,
     _masked_fast,
     crop_resize,
@@ -100,6 +102,39 @@ def test_modes_and_mask() -> None:
         PreprocessConfig(mode="sobel")
     with pytest.raises(BarsalignError, match="blur_kernel"):
         PreprocessConfig(blur_kernel=30)
+
+
+def test_roi_crops_the_frame_before_every_step(synth_small: Path) -> None:
+    """Step 0: with a roi, every mode and mask gives what the plain pipeline gives on the crop."""
+    frames = [read_image(p) for p in list_images(synth_small / "example_set")][:8]
+    roi = (0.5, 0.1, 1.0, 0.75)
+    for mode in MODES:
+        for mask in (True, False):
+            cfg = PreprocessConfig(target_size=64, mode=mode, mask_left=mask, roi=roi)
+            plain = dataclasses.replace(cfg, roi=None)
+            for img in frames:
+                h, w = img.shape[:2]
+                crop = img[round(0.1 * h) : round(0.75 * h), round(0.5 * w) :]
+                got = preprocess(img, cfg)
+                np.testing.assert_array_equal(got, preprocess(crop, plain))
+                np.testing.assert_array_equal(got, finish(crop_resize(img, cfg), cfg))
+    assert PreprocessConfig(roi=[0.5, 0, 1, 1]).roi == (0.5, 0.0, 1.0, 1.0)
+    assert PreprocessConfig(roi="0.5,0,1,1") == PreprocessConfig(roi=(0.5, 0, 1, 1))
+    assert PreprocessConfig(roi="none").roi is None
+    assert PreprocessConfig(roi=roi).key() != PreprocessConfig().key()
+
+
+@pytest.mark.parametrize(
+    "roi, words",
+    [
+        ("0.5,0,1", "expected 4 numbers"),
+        ("a,b,c,d", "expected 4 numbers"),
+        ((0.6, 0, 0.4, 1), "x0 < x1"),
+    ],
+)
+def test_a_bad_roi_is_one_clear_error(roi, words: str) -> None:
+    with pytest.raises(BarsalignError, match=words):
+        PreprocessConfig(roi=roi)
 
 
 def _scene(h: int = 96, w: int = 128) -> np.ndarray:
@@ -191,6 +226,16 @@ def test_cli_writes_processed_frames(synth_small: Path, tmp_path: Path, capsys) 
     assert len(outs) == n and cv2.imread(str(outs[0]), cv2.IMREAD_UNCHANGED).shape == (64, 64)
     assert main(["preprocess", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
     assert "nope" in capsys.readouterr().err
+    roi = ["--roi", "0.5,0,1,0.8", "--mode", "grayscale"]
+    assert main(["preprocess", str(src), str(tmp_path / "o3"), "--size", "64", *roi]) == 0
+    first = sorted((tmp_path / "o3").rglob("*.png"))[0]
+    want = preprocess(
+        read_image(src / first.relative_to(tmp_path / "o3").with_suffix(".jpg")),
+        PreprocessConfig(target_size=64, mode="grayscale", mask_left=False, roi=(0.5, 0, 1, 0.8)),
+    )
+    np.testing.assert_array_equal(cv2.imread(str(first), cv2.IMREAD_UNCHANGED), want)
+    assert main(["preprocess", str(src), str(tmp_path / "o4"), "--roi", "1,0,0.5,1"]) == 2
+    assert "x0 < x1" in capsys.readouterr().err
 
 
 def test_widget_redraws_when_a_slider_moves(synth_small: Path) -> None:
@@ -208,11 +253,23 @@ def test_widget_redraws_when_a_slider_moves(synth_small: Path) -> None:
     np.testing.assert_array_equal(
         steps[-1][1], preprocess(read_image(paths[1]), PreprocessConfig(target_size=64))
     )
+    region = PreprocessConfig(target_size=64, mask_left=False, roi=(0.5, 0.1, 1.0, 0.8))
+    steps = preview.pipeline_steps(read_image(paths[1]), region)
+    assert steps[0][0].endswith("+ roi") and steps[-1][0] == "no mask"
+    np.testing.assert_array_equal(steps[-1][1], preprocess(read_image(paths[1]), region))
+    for mode, n in (("none", 2), ("grayscale", 3)):  # the steps that mode runs, then the mask
+        for mask in (True, False):
+            cfg = PreprocessConfig(target_size=64, mode=mode, mask_left=mask)
+            steps = preview.pipeline_steps(read_image(paths[1]), cfg)
+            assert len(steps) == n + mask
+            np.testing.assert_array_equal(steps[-1][1], preprocess(read_image(paths[1]), cfg))
 
 
 @pytest.mark.slow
 def test_03_notebook_runs(synth_small: Path, run_notebook, tmp_path: Path) -> None:
-    run_notebook("03_preprocess", tmp_path, data_dir=str(synth_small), target_size=96)
+    run_notebook(
+        "03_preprocess", tmp_path, data_dir=str(synth_small), target_size=96, roi="0.5,0,1,0.8"
+    )
     assert (tmp_path / "augmentation_grid.png").is_file()
     assert len(list(tmp_path.glob("steps_dark_*.png"))) == 1
     assert len(list(tmp_path.glob("steps_light_*.png"))) == 1

@@ -28,7 +28,13 @@ from barsalign.render import (
     project,
     render,
 )
-from barsalign.synth import SynthConfig, load_metadata, pool_labels, render_dataset
+from barsalign.synth import (
+    STOPPER_ROI,
+    SynthConfig,
+    load_metadata,
+    pool_labels,
+    render_dataset,
+)
 from tests.conftest import SMALL
 
 
@@ -296,6 +302,24 @@ def test_bar_heads_lie_where_the_plant_preprocessing_looks(synth_small: Path) ->
     ]
     assert heads, "the small set has bars at the stopper"
     assert min(heads) > width - height / 2 and max(heads) < width
+
+
+def test_bar_heads_at_the_stopper_lie_inside_the_stopper_roi(synth_small: Path) -> None:
+    """The training default crops to STOPPER_ROI: no head at the stopper may fall near its edge."""
+    width, height = SMALL.width, SMALL.height
+    x0, y0, x1, y1 = STOPPER_ROI
+    heads = [
+        (x / width, y / height)
+        for r in load_metadata(synth_small)
+        if r["scene"] == "bars_at_stopper"
+        for (x, y), gap in zip(r["heads_px"], r["gaps_px"], strict=True)
+        if gap < 10
+    ]
+    assert heads, "the small set has bars at the stopper"
+    xs, ys = [x for x, _ in heads], [y for _, y in heads]
+    margin = 0.03  # of the frame's width or height
+    assert x0 + margin < min(xs) and max(xs) < x1 - margin, (min(xs), max(xs))
+    assert y0 + margin < min(ys) and max(ys) < y1 - margin, (min(ys), max(ys))
 
 
 def test_pool_labels_are_the_pool_truth(synth_small: Path) -> None:

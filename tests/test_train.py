@@ -19,7 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from barsalign.cli import main
 from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
+from barsalign.evaluate import load_scorer
 from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
+from barsalign.preprocess import PreprocessConfig
+from barsalign.synth import STOPPER_ROI
 from barsalign.train import FinetuneConfig, load_profile, run_training
 
 TINY = 64
@@ -196,10 +199,30 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
     study = [p.name for p in PRESETS.values() if p.profile == "gpu"]
     text = (PROJ_ROOT / "conf" / "gpu.yaml").read_text()
     assert all(name in text for name in study)
+    with pytest.raises(BarsalignError, match="preprocess_mode"):
+        FinetuneConfig(preprocess_mode="sobel")
+    with pytest.raises(BarsalignError, match="roi"):
+        FinetuneConfig(roi="0.5,0.5")
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: resnet18\nbatchsize: 4\n")
     with pytest.raises(BarsalignError, match=r"bad.yaml: unknown parameter\(s\) \['batchsize'\]"):
         load_profile(bad)
+
+
+def test_roi_auto_is_the_synthetic_cameras_region_only_on_the_synthetic_default(
+    tmp_path: Path,
+) -> None:
+    default = FinetuneConfig()
+    assert default.roi == STOPPER_ROI and default.mask_left is False
+    pcfg = default.preprocess_config()
+    assert pcfg.roi == STOPPER_ROI and pcfg.target_size == 224 and pcfg.mode == "none"
+    own = FinetuneConfig(data_dir=str(tmp_path))
+    assert own.roi is None and own.mask_left is True
+    assert own.preprocess_config() == PreprocessConfig(target_size=224, mode="none")
+    given = FinetuneConfig(data_dir=str(tmp_path), roi="0.5,0,1,1", preprocess_mode="edges")
+    assert given.roi == (0.5, 0.0, 1.0, 1.0) and not given.mask_left
+    assert given.to_dict()["roi"] == [0.5, 0.0, 1.0, 1.0]
+    assert FinetuneConfig(roi=None).roi is None and FinetuneConfig(roi=None).mask_left
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -263,6 +286,7 @@ def test_cli_trains_on_a_labelled_folder(synth_small: Path, tmp_path: Path, caps
     out = tmp_path / "cli_run"
     args = ["train", "--data", str(synth_small / "example_set"), "--backbone", "resnet18"]
     args += ["--epochs", "1", "--image-size", "64", "--out", str(out), "--weights", "random"]
+    args += ["--roi", "0.4,0,1,0.9", "--preprocess-mode", "grayscale"]
     assert main([*args, "--accelerator", "cpu", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == json.loads((out / "summary.json").read_text())
@@ -270,8 +294,15 @@ def test_cli_trains_on_a_labelled_folder(synth_small: Path, tmp_path: Path, caps
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["data_dir"] == str(synth_small / "example_set")
     assert resolved["preprocess"]["target_size"] == 64
+    assert resolved["roi"] == resolved["preprocess"]["roi"] == [0.4, 0.0, 1.0, 0.9]
+    assert resolved["preprocess"]["mode"] == "grayscale" and not resolved["preprocess"]["mask_left"]
     ckpt = load_checkpoint(out / "checkpoints" / "best.ckpt")
     assert ckpt.hparams.preprocess == resolved["preprocess"]
+    # evaluation applies the run's own region and mode
+    scorer = load_scorer(out / "checkpoints" / "best.ckpt")
+    assert scorer.preprocess_cfg == PreprocessConfig(
+        target_size=64, mode="grayscale", mask_left=False, roi=(0.4, 0.0, 1.0, 0.9)
+    )
 
 
 @pytest.mark.slow
