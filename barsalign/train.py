@@ -314,8 +314,6 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
 
     # 1. seed, data and model
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.data_dir is None and datamodule is None:
-        cfg = with_synthetic_default(cfg)
     run_dir = Path(str(cfg.run_dir))
     model = AlignmentClassifier(
         backbone=cfg.backbone,
@@ -330,6 +328,8 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         weights=cfg.weights,
         pretrained_path=cfg.pretrained_path,
     )
+    if cfg.data_dir is None and datamodule is None:  # after the model: a bad name fails first
+        cfg = with_synthetic_default(cfg)
     if datamodule is None:
         datamodule = make_datamodule(cfg, data_config(model.backbone, int(cfg.image_size or 224)))
     preprocess = _preprocess_dict(datamodule)

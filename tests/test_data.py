@@ -137,6 +137,21 @@ def test_cache_is_keyed_by_content_and_config(synth_small: Path, tmp_path: Path)
     assert len(list(cache.rglob("*.npy"))) == 2 * n + 1, "new content, new entry"
 
 
+def test_cached_training_squares_follow_the_region_of_interest(synth_small: Path, tmp_path: Path):
+    """Training caches resized squares; one cut to another roi must never be served."""
+    from barsalign.augment import AugmentConfig
+
+    still = AugmentConfig(p_rotate=0.0, p_brightness=0.0, p_blur=0.0)
+    for roi in (None, (0.5, 0.1, 1.0, 0.7), (0.4, 0.0, 1.0, 0.9)):  # one cache for all
+        pcfg = PreprocessConfig(target_size=48, mode="none", mask_left=False, roi=roi)
+        dm = _dm(synth_small / "example_set", tmp_path, augment=still, preprocess=pcfg)
+        dm.setup("fit")
+        item = dm.train_set.items[0]
+        np.testing.assert_array_equal(
+            dm.train_set.processed(0), preprocess(read_image(item.path), pcfg)
+        )
+
+
 def read_bytes_flipped(path: Path) -> bytes:
     """Another valid JPEG: `path` re-encoded mirrored."""
     import cv2
