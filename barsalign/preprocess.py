@@ -96,13 +96,20 @@ def parse_roi(value: Any) -> tuple[float, float, float, float] | None:
     return (x0, y0, x1, y1)
 
 
+def roi_box(
+    shape: tuple[int, ...], roi: tuple[float, float, float, float]
+) -> tuple[int, int, int, int]:
+    """The region's pixel bounds (x0, y0, x1, y1; end-exclusive, never empty) in a frame."""
+    h, w = shape[:2]
+    x0, y0 = round(roi[0] * w), round(roi[1] * h)
+    return x0, y0, max(round(roi[2] * w), x0 + 1), max(round(roi[3] * h), y0 + 1)
+
+
 def crop_roi(image: np.ndarray, roi: tuple[float, float, float, float] | None) -> np.ndarray:
     """Step 0: the frame's region of interest (a view; the whole frame when `roi` is None)."""
     if roi is None:
         return image
-    h, w = image.shape[:2]
-    x0, x1 = round(roi[0] * w), max(round(roi[2] * w), round(roi[0] * w) + 1)
-    y0, y1 = round(roi[1] * h), max(round(roi[3] * h), round(roi[1] * h) + 1)
+    x0, y0, x1, y1 = roi_box(image.shape, roi)
     return image[y0:y1, x0:x1]
 
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from barsalign.augment import AugmentConfig, augmented_variants
-from barsalign.preprocess import PreprocessConfig, crop_resize, read_image, to_bgr8
+from barsalign.preprocess import PreprocessConfig, crop_resize, read_image, roi_box, to_bgr8
 
 
 def pipeline_steps(image_bgr: np.ndarray, cfg: PreprocessConfig) -> list[tuple[str, np.ndarray]]:
@@ -31,11 +31,9 @@ def pipeline_steps(image_bgr: np.ndarray, cfg: PreprocessConfig) -> list[tuple[s
         masked[:, : int(masked.shape[1] * cfg.mask_fraction)] = 0
     shown = img
     if cfg.roi is not None:  # step 0: the region of interest, drawn on the original
-        h, w = img.shape[:2]
-        x0, y0, x1, y1 = cfg.roi
+        x0, y0, x1, y1 = roi_box(img.shape, cfg.roi)
         shown = img.copy()
-        corners = (round(x0 * w), round(y0 * h)), (round(x1 * w) - 1, round(y1 * h) - 1)
-        cv2.rectangle(shown, *corners, (0, 255, 255), max(2, w // 200))
+        cv2.rectangle(shown, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 255), max(2, img.shape[1] // 200))
     steps = [
         (f"original {img.shape[1]}x{img.shape[0]}" + (" + roi" if cfg.roi else ""), shown),
         (f"crop + resize {cfg.target_size}", square),

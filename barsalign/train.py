@@ -44,8 +44,9 @@ class FinetuneConfig:
         roi: region of interest cropped before preprocessing, (x0, y0, x1, y1) frame
             fractions; "auto" takes the synthetic cameras' stopper region when `data_dir` is
             None (the synthetic default) and the whole frame otherwise; None: whole frame.
-        preprocess_mode: "none" (colour, the default: on the synthetic default's stopper region
-            it beat the plant's "edges" recipe, F0.5 0.82 vs 0.73 in 9.5 min) or "grayscale".
+        preprocess_mode: "none" (colour; the default, as on the synthetic default's stopper
+            region it beat the plant's recipe, F0.5 0.82 vs 0.73 in 9.5 min), "grayscale" or
+            "edges" (the plant's recipe).
         mask_left: zero the left half after resizing; None: on for the whole frame, off with
             a roi (the region already leaves the bar bodies out).
         max_minutes: wall-clock budget for training (None: only `epochs` limits it).
