@@ -181,7 +181,7 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
 
     EfficientNet-Lite0 from the packaged ImageNet weights and from random initialisation on
     the same budget (9 minutes each), then MobileNetV3-Large (no weights on this machine:
-    random, 2.5 minutes); the budgets keep the whole demo near 30 minutes on 2 cores.
+    random, 2 minutes); the budgets keep the whole demo near 30 minutes on 2 cores.
     """
     cpu = load_profile(CONF_DIR / "cpu.yaml")
     lite0, mnv3 = "tf_efficientnet_lite0", "mobilenetv3_large_100"
@@ -197,7 +197,7 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
         demo_run(
             "04_finetune",
             f"finetune_{mnv3}",
-            {**cpu, "backbone": mnv3, "max_minutes": 2.5},
+            {**cpu, "backbone": mnv3, "max_minutes": 2.0},
             "MobileNetV3-Large, random initialisation (no weights here)",
         ),
     ]
