@@ -210,6 +210,38 @@ def create_backbone(
     return model, source
 
 
+def stage_groups(model: nn.Module) -> list[list[str]]:
+    """The backbone's parameter names by depth: the stem first, then one list per stage
+    (timm's own `group_matcher`, so any timm backbone splits where its authors split it)."""
+    from timm.models import group_parameters
+
+    groups = group_parameters(model, model.group_matcher(coarse=True))
+    return [list(groups[k]) for k in sorted(groups)]
+
+
+def freeze_early_stages(model: nn.Module, n: int, backbone: str = "backbone") -> int:
+    """Freeze the stem and the first `n` stages for good (their ImageNet edge and texture
+    filters): the backward pass stops above them. Returns the number of frozen parameters.
+
+    Batch norm in those stages still tracks the running statistics of the new frames.
+    """
+    groups = stage_groups(model)
+    if not 0 <= n < len(groups) - 1:
+        raise BarsalignError(
+            f"freeze_stages must lie in 0..{len(groups) - 2} for {backbone} "
+            f"(a stem and {len(groups) - 1} stages; freeze_backbone freezes them all), not {n}"
+        )
+    if n == 0:
+        return 0
+    names = {name for group in groups[: n + 1] for name in group}
+    frozen = 0
+    for name, param in model.named_parameters():
+        if name in names:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
 def feature_width(model: nn.Module) -> int:
     """Width of the pooled features (timm's `head_hidden_size` where a pre-logits layer exists)."""
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
@@ -228,6 +260,8 @@ class AlignmentClassifier(pl.LightningModule):
         pos_weight: BCE weight of positive (aligned) frames; None for unweighted.
         schedule: "constant" or "cosine" learning rate, after `warmup_epochs` of linear warm-up.
         freeze_backbone: train only the head (see `StagedUnfreeze` for unfreezing later).
+        freeze_stages: keep the stem and the first N stages frozen throughout;
+            on this CPU, 2 makes a Lite0 step at 288 px 1.6 times faster (`bench_train.py`).
         preprocess: the preprocessing config the data went through, kept in the checkpoint so
             evaluation and export apply the same (not used by the model itself).
         channels_last: NHWC memory layout, about twice as fast for convolutions on a CPU.
@@ -244,6 +278,7 @@ class AlignmentClassifier(pl.LightningModule):
         warmup_epochs: float = 0.0,
         pos_weight: float | None = None,
         freeze_backbone: bool = False,
+        freeze_stages: int = 0,
         weights: str = "auto",
         pretrained_path: str | None = None,
         preprocess: dict[str, Any] | None = None,
@@ -252,9 +287,12 @@ class AlignmentClassifier(pl.LightningModule):
         super().__init__()
         if schedule not in ("constant", "cosine"):
             raise BarsalignError(f"schedule must be 'constant' or 'cosine', not {schedule!r}")
+        if freeze_stages and freeze_backbone:
+            raise BarsalignError("freeze_stages and freeze_backbone exclude each other")
         self.backbone, self.weights_source = create_backbone(
             backbone, weights=weights, pretrained_path=pretrained_path, image_size=image_size
         )
+        freeze_early_stages(self.backbone, freeze_stages, backbone)
         self.save_hyperparameters()
         self.hparams["weights_source"] = self.weights_source
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_width(self.backbone), 1))

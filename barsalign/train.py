@@ -41,6 +41,8 @@ class FinetuneConfig:
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
+        freeze_stages: keep the backbone's stem and first N stages frozen for the whole run:
+            fine-tuning the rest on a CPU is faster (2 stages: 1.6x for Lite0 at 288 px).
         roi: region of interest cropped before preprocessing, (x0, y0, x1, y1) frame
             fractions; "auto" takes the synthetic cameras' stopper region when `data_dir` is
             None (the synthetic default) and the whole frame otherwise; None: whole frame.
@@ -68,6 +70,7 @@ class FinetuneConfig:
     warmup_epochs: float = 0.0
     pos_weight: float | str | None = None
     freeze_backbone: bool = False
+    freeze_stages: int = 0
     unfreeze_at_epoch: int | None = None
     weights: str = "auto"
     pretrained_path: str | None = None
@@ -181,23 +184,26 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
 
     EfficientNet-Lite0 from the packaged ImageNet weights and from random initialisation on
     the same budget (9 minutes each), then MobileNetV3-Large (no weights on this machine:
-    random, 2 minutes); the budgets keep the whole demo near 30 minutes on 2 cores.
+    random, 2 minutes); the budgets keep the whole demo near 30 minutes on 2 cores. The
+    random starts train every layer: the profile's frozen early stages keep ImageNet filters,
+    and frozen random filters would only handicap them.
     """
     cpu = load_profile(CONF_DIR / "cpu.yaml")
     lite0, mnv3 = "tf_efficientnet_lite0", "mobilenetv3_large_100"
     budget = {**cpu, "max_minutes": DEMO_MINUTES}
+    random = {"weights": "random", "freeze_stages": 0}
     return [
         demo_run("04_finetune", f"finetune_{lite0}", budget, "Lite0 fine-tuned from ImageNet"),
         demo_run(
             "04_finetune",
             f"finetune_{lite0}_random",
-            {**budget, "weights": "random"},
+            {**budget, **random},
             "Lite0 from random initialisation, same budget",
         ),
         demo_run(
             "04_finetune",
             f"finetune_{mnv3}",
-            {**cpu, "backbone": mnv3, "max_minutes": 2.0},
+            {**cpu, **random, "backbone": mnv3, "max_minutes": 2.0},
             "MobileNetV3-Large, random initialisation (no weights here)",
         ),
     ]
@@ -326,6 +332,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         warmup_epochs=cfg.warmup_epochs,
         pos_weight=None,
         freeze_backbone=cfg.freeze_backbone,
+        freeze_stages=cfg.freeze_stages,
         weights=cfg.weights,
         pretrained_path=cfg.pretrained_path,
     )
@@ -443,6 +450,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained-path", help="safetensors or state dict to start from")
     p.add_argument("--pos-weight", help="'auto' or a number (default: unweighted)")
     p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument(
+        "--freeze-stages", type=int, help="keep the stem and the first N stages frozen (default 0)"
+    )
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--patience", dest="early_stopping_patience", type=int)
     p.add_argument("--seed", type=int)

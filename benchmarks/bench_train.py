@@ -5,6 +5,8 @@ The median of `--steps` timed steps after a warm-up step, so a busy neighbour sk
 Measures the classifier alone (random input tensors of the preset's image size), so it is the
 ceiling that data loading can only lower. `--all` adds the GPU-profile backbones. The model
 trains in channels-last (NHWC) layout; the last column is the plain NCHW layout for comparison.
+A second table times the CPU profile's backbone at the profile's image size with 0-3 frozen
+early stages (`freeze_stages`; the profile's own choice is marked).
 Run: .venv/bin/python benchmarks/bench_train.py [--steps N] [--batch-size B] [--all]
 """
 
@@ -16,15 +18,26 @@ import time
 
 import torch
 
+from barsalign.config import CONF_DIR
 from barsalign.model import PRESETS, AlignmentClassifier, count_parameters
+from barsalign.train import load_profile
 
 
 def images_per_s(
-    backbone: str, size: int, batch: int, steps: int, channels_last: bool = True
+    backbone: str,
+    size: int,
+    batch: int,
+    steps: int,
+    channels_last: bool = True,
+    freeze_stages: int = 0,
 ) -> tuple[float, float, int]:
     """(training images/s, inference images/s, parameters) after one warm-up step."""
     model = AlignmentClassifier(
-        backbone, image_size=size, weights="random", channels_last=channels_last
+        backbone,
+        image_size=size,
+        weights="random",
+        channels_last=channels_last,
+        freeze_stages=freeze_stages,
     ).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 3, size, size)
@@ -77,6 +90,14 @@ def main() -> None:
             f"{train:>12.1f} {infer:>12.1f} {plain:>11.1f}",
             flush=True,
         )
+    profile = load_profile(CONF_DIR / "cpu.yaml")
+    backbone, size = profile["backbone"], int(profile["image_size"])
+    print(f"\nconf/cpu.yaml: {backbone} at {size} px, training images/s by frozen early stages")
+    print(f"{'freeze_stages':>13} {'train img/s':>12}")
+    for n in range(4):
+        train, _, _ = images_per_s(backbone, size, args.batch_size, args.steps, freeze_stages=n)
+        mark = "  <- conf/cpu.yaml" if n == int(profile.get("freeze_stages", 0)) else ""
+        print(f"{n:>13} {train:>12.1f}{mark}", flush=True)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,47 @@ def test_frozen_backbone_stays_put_until_unfrozen(tmp_path: Path, unfreeze_at: i
     assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
 
 
+@pytest.mark.slow
+def test_frozen_early_stages_stay_put_and_the_rest_trains(tmp_path: Path) -> None:
+    cfg = FinetuneConfig(
+        backbone="resnet18",
+        image_size=TINY,
+        weights="random",
+        epochs=1,
+        lr=1e-3,
+        run_dir=str(tmp_path / "run"),
+        freeze_stages=2,
+    )
+    pl.seed_everything(cfg.seed, verbose=False)
+    before = AlignmentClassifier("resnet18", image_size=TINY, weights="random").state_dict()
+    run_training(cfg, datamodule=TensorData())
+    after = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").state_dict()
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer2.1.conv2.weight"):
+        assert torch.equal(before[f"backbone.{key}"], after[f"backbone.{key}"]), key
+    for key in ("layer3.0.conv1.weight", "layer4.1.conv2.weight"):
+        assert not torch.equal(before[f"backbone.{key}"], after[f"backbone.{key}"]), key
+    assert (
+        load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").hparams.freeze_stages == 2
+    )
+
+
+def test_freeze_stages_names_the_range_and_excludes_freeze_backbone() -> None:
+    with pytest.raises(BarsalignError, match=r"freeze_stages must lie in 0\.\.3 for resnet18"):
+        AlignmentClassifier("resnet18", image_size=TINY, weights="random", freeze_stages=4)
+    with pytest.raises(BarsalignError, match="exclude each other"):
+        AlignmentClassifier(
+            "resnet18", image_size=TINY, weights="random", freeze_stages=1, freeze_backbone=True
+        )
+    lite0 = AlignmentClassifier(
+        "tf_efficientnet_lite0", image_size=TINY, weights="random", freeze_stages=2
+    )
+    frozen = {n for n, p in lite0.backbone.named_parameters() if not p.requires_grad}
+    assert frozen and all(
+        n.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1.")) for n in frozen
+    )
+    assert any(n.startswith("blocks.1.") for n in frozen)
+
+
 def test_config_and_profiles_validate(tmp_path: Path) -> None:
     assert FinetuneConfig().image_size == 224
     assert FinetuneConfig(backbone="convnext_tiny").image_size == 384
