@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pandas as pd
@@ -159,23 +160,29 @@ def test_checkpoint_of_another_backbone_or_head_is_a_clear_error(tmp_path: Path)
         load_checkpoint(tmp_path / "plain.pt")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("unfreeze_at", [None, 1])
-def test_frozen_backbone_stays_put_until_unfrozen(tmp_path: Path, unfreeze_at: int | None) -> None:
+def _fit_resnet18(tmp_path: Path, **overrides: Any) -> tuple[dict, dict]:
+    """State dicts of a tiny random resnet18 before and after a real fit with `overrides`."""
     cfg = FinetuneConfig(
         backbone="resnet18",
         image_size=TINY,
         weights="random",
-        epochs=2,
         lr=1e-3,
         run_dir=str(tmp_path / "run"),
-        freeze_backbone=True,
-        unfreeze_at_epoch=unfreeze_at,
+        **overrides,
     )
     pl.seed_everything(cfg.seed, verbose=False)
     before = AlignmentClassifier("resnet18", image_size=TINY, weights="random").state_dict()
     run_training(cfg, datamodule=TensorData())
     after = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").state_dict()
+    return before, after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unfreeze_at", [None, 1])
+def test_frozen_backbone_stays_put_until_unfrozen(tmp_path: Path, unfreeze_at: int | None) -> None:
+    before, after = _fit_resnet18(
+        tmp_path, epochs=2, freeze_backbone=True, unfreeze_at_epoch=unfreeze_at
+    )
     key = "backbone.layer1.0.conv1.weight"
     assert torch.equal(before[key], after[key]) == (unfreeze_at is None)
     assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
@@ -183,19 +190,7 @@ def test_frozen_backbone_stays_put_until_unfrozen(tmp_path: Path, unfreeze_at: i
 
 @pytest.mark.slow
 def test_frozen_early_stages_stay_put_and_the_rest_trains(tmp_path: Path) -> None:
-    cfg = FinetuneConfig(
-        backbone="resnet18",
-        image_size=TINY,
-        weights="random",
-        epochs=1,
-        lr=1e-3,
-        run_dir=str(tmp_path / "run"),
-        freeze_stages=2,
-    )
-    pl.seed_everything(cfg.seed, verbose=False)
-    before = AlignmentClassifier("resnet18", image_size=TINY, weights="random").state_dict()
-    run_training(cfg, datamodule=TensorData())
-    after = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").state_dict()
+    before, after = _fit_resnet18(tmp_path, epochs=1, freeze_stages=2)
     for key in ("conv1.weight", "layer1.0.conv1.weight", "layer2.1.conv2.weight"):
         assert torch.equal(before[f"backbone.{key}"], after[f"backbone.{key}"]), key
     for key in ("layer3.0.conv1.weight", "layer4.1.conv2.weight"):
