@@ -40,7 +40,7 @@ class PreprocessConfig:
 
     target_size: int = 384
     mode: str = "edges"  # "none" | "grayscale" | "edges"
-    mask_left: bool = True
+    mask_left: bool | None = None  # None: on for the whole frame, off with a roi
     mask_fraction: float = 0.5  # share of columns zeroed from the left
     dark_threshold: float = 55.0  # grayscale mean below which a frame is dark
     dark_alpha: float = 1.5
@@ -53,6 +53,8 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.roi is not None:
             object.__setattr__(self, "roi", parse_roi(self.roi))
+        if self.mask_left is None:  # the region already leaves the bar bodies out
+            object.__setattr__(self, "mask_left", self.roi is None)
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, not {self.mode!r}"),
             (int(self.target_size) >= 8, f"target_size must be >= 8, not {self.target_size}"),
@@ -343,9 +345,8 @@ def preprocess_folder(in_dir: str | Path, out_dir: str | Path, cfg: PreprocessCo
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
-    roi = parse_roi(args.roi)
-    mask = not args.no_mask and roi is None
-    cfg = PreprocessConfig(target_size=args.size, mode=args.mode, mask_left=mask, roi=roi)
+    mask = False if args.no_mask else None
+    cfg = PreprocessConfig(target_size=args.size, mode=args.mode, mask_left=mask, roi=args.roi)
     res = preprocess_folder(args.in_dir, args.out_dir, cfg)
     print(f"wrote {res['written']} frames to {args.out_dir}")
     for line in res["unreadable"]:

@@ -11,7 +11,14 @@ import cv2
 import numpy as np
 
 from barsalign.augment import AugmentConfig, augmented_variants
-from barsalign.preprocess import PreprocessConfig, crop_resize, read_image, roi_box, to_bgr8
+from barsalign.preprocess import (
+    PreprocessConfig,
+    crop_resize,
+    finish,
+    read_image,
+    roi_box,
+    to_bgr8,
+)
 
 
 def pipeline_steps(image_bgr: np.ndarray, cfg: PreprocessConfig) -> list[tuple[str, np.ndarray]]:
@@ -45,10 +52,8 @@ def pipeline_steps(image_bgr: np.ndarray, cfg: PreprocessConfig) -> list[tuple[s
     ]
     if cfg.mode != "edges":  # colour and grayscale stop after steps 2 and 3 (then the mask)
         kept = steps[: 2 if cfg.mode == "none" else 3]
-        last = kept[-1][1].copy()
-        if cfg.mask_left:
-            last[:, : int(last.shape[1] * cfg.mask_fraction)] = 0
-            kept.append((f"mask left {cfg.mask_fraction:.0%}", last))
+        if cfg.mask_left:  # the pipeline's own last steps on the resized square
+            kept.append((f"mask left {cfg.mask_fraction:.0%}", finish(square, cfg)))
         return kept
     return steps
 

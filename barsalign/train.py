@@ -100,8 +100,8 @@ class FinetuneConfig:
         from barsalign.synth import resolve_roi
 
         set_("roi", resolve_roi(self.roi, self.data_dir))
-        if self.mask_left is None:
-            set_("mask_left", self.roi is None)
+        if self.mask_left is None:  # PreprocessConfig's rule: on without a roi, off with one
+            set_("mask_left", PreprocessConfig(roi=self.roi).mask_left)
         if self.run_dir is None:
             set_("run_dir", str(RUNS_DIR / str(self.run_name)))
         checks = [
