@@ -137,7 +137,8 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
     with pytest.raises(BarsalignError, match="does not match this code's PreprocessConfig"):
         export.load_exported(model)
     _edit_card(model, preprocess=card["preprocess"])
-    field = next(f for f in dataclasses.fields(PreprocessConfig) if f.type in ("bool", bool))
+    plain = PreprocessConfig()
+    field = next(f for f in dataclasses.fields(plain) if isinstance(getattr(plain, f.name), bool))
     other = dataclasses.replace(
         PreprocessConfig(), **{field.name: not getattr(PreprocessConfig(), field.name)}
     )
