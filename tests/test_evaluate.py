@@ -174,6 +174,23 @@ def test_evaluate_row_and_error_rates_from_synthetic_truth(
         assert table["errors"].sum() == errors
 
 
+def test_error_rates_bin_the_hard_gaps_finely() -> None:
+    outcomes = ["FP", "TN", "TN", "TP", "FN", "TN"]
+    gaps = [3.2, 3.75, 6.0, 0.0, 0.5, None]
+    frames = pd.DataFrame(
+        {
+            "outcome": outcomes,
+            "max_gap_px": gaps,
+            "scene": ["bars_at_stopper"] * 5 + ["background"],
+            "lighting": ["night"] * 6,
+        }
+    )
+    table = error_rates(frames)["gap_px"].set_index("gap_px")
+    assert table.loc["3-3.5px", "errors"] == 1 and table.loc["3.5-4px", "errors"] == 0
+    assert table.loc["5-8px", "frames"] == 1 and table.loc["0-1px", "errors"] == 1
+    assert table.loc["no bars", "frames"] == 1 and table["frames"].sum() == len(frames)
+
+
 def test_per_frame_outcomes_follow_the_threshold(synth_small: Path) -> None:
     data = labelled_folder(synth_small)
     scores = np.where(data.labels == 1, 0.9, 0.1)
