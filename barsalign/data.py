@@ -242,10 +242,7 @@ class FrameDataset(Dataset):
 
     def stage_key(self) -> str:
         """Augmented training caches the resized square (steps 1-2), else the finished frame."""
-        if self.augment_cfg is not None:  # steps 0-2 depend on the region and the size only
-            roi = self.pcfg.roi
-            return f"square:{self.pcfg.target_size}" + (f":roi={list(roi)}" if roi else "")
-        return self.pcfg.key()
+        return self.pcfg.square_key() if self.augment_cfg is not None else self.pcfg.key()
 
     def processed(self, i: int) -> np.ndarray:
         key = self.stage_key()

@@ -77,6 +77,11 @@ class PreprocessConfig:
         """A stable text form of the config, for cache keys."""
         return repr(sorted(dataclasses.asdict(self).items()))
 
+    def square_key(self) -> str:
+        """The cache key of `crop_resize`'s output: only the region and the size shape it."""
+        roi = f":roi={list(self.roi)}" if self.roi else ""
+        return f"square:{self.target_size}{roi}"
+
 
 def parse_roi(value: Any) -> tuple[float, float, float, float] | None:
     """A region of interest as (x0, y0, x1, y1) fractions of the frame's width and height.

@@ -124,6 +124,14 @@ def test_roi_crops_the_frame_before_every_step(synth_small: Path) -> None:
     assert PreprocessConfig(roi=roi).key() != PreprocessConfig().key()
 
 
+def test_square_key_follows_what_crop_resize_depends_on() -> None:
+    base = PreprocessConfig(target_size=320, roi=(0.5, 0.1, 1.0, 0.75))
+    finish_only = dataclasses.replace(base, mode="none", mask_left=True, blur_kernel=5)
+    assert finish_only.square_key() == base.square_key() and finish_only.key() != base.key()
+    for other in (dataclasses.replace(base, target_size=288), dataclasses.replace(base, roi=None)):
+        assert other.square_key() != base.square_key()
+
+
 @pytest.mark.parametrize(
     "roi, words",
     [
