@@ -11,11 +11,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from barsalign.config import NOTEBOOKS_DIR
 from barsalign.labelstore import class_file, read_class_file
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -34,6 +38,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _diagnosis(page: Page, tmp_path: Path, err: Exception) -> str:
+    """What failed, with a screenshot path and the ends of the page text and the server log."""
+    shot = tmp_path / "failure.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+        text = page.inner_text("body")[-1500:]
+    except Exception as shot_err:  # the page itself may be gone
+        text = f"(no page text: {shot_err})"
+    log = (tmp_path / "jupyter.log").read_text(errors="replace")[-1500:]
+    return (
+        f"{type(err).__name__}: {str(err)[:500]}\nscreenshot: {shot}\n"
+        f"--- page text (end) ---\n{text}\n--- jupyter.log (end) ---\n{log}"
+    )
 
 
 @pytest.mark.slow
@@ -80,36 +99,39 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/tree/02_label.ipynb?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            page.wait_for_selector(
-                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
-            )
-            page.click("text=Run", timeout=30_000)
-            page.click("text=Run All Cells", timeout=30_000)
-            # JupyterLab sometimes asks which kernel to use when the kernel specs load after
-            # the notebook opens (a race in JupyterLab, not ours): accept the preferred one
-            deadline = time.monotonic() + 180
-            while True:
-                found = page.wait_for_selector(
-                    ".barsalign-labeler, .jp-Dialog .jp-mod-accept", timeout=180_000
+            try:
+                page.goto(f"{url}/lab/tree/02_label.ipynb?token={token}", timeout=120_000)
+                page.wait_for_selector(".jp-Notebook", timeout=120_000)
+                page.wait_for_selector(
+                    ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
                 )
-                if "barsalign-labeler" in (found.get_attribute("class") or ""):
-                    box = found
-                    break
-                assert time.monotonic() < deadline, "the labeler never showed"
-                found.click()
-                page.wait_for_timeout(500)
-            page.wait_for_timeout(1500)
-            box.hover()
-            labels = tmp_path / "run" / "labels"
-            for key in ("ArrowRight", "ArrowLeft", "ArrowDown", "u"):
+                page.click("text=Run", timeout=30_000)
+                page.click("text=Run All Cells", timeout=30_000)
+                # JupyterLab sometimes asks which kernel to use when the kernel specs load after
+                # the notebook opens (a race in JupyterLab, not ours): accept the preferred one
+                deadline = time.monotonic() + 180
+                while True:
+                    found = page.wait_for_selector(
+                        ".barsalign-labeler, .jp-Dialog .jp-mod-accept", timeout=180_000
+                    )
+                    if "barsalign-labeler" in (found.get_attribute("class") or ""):
+                        box = found
+                        break
+                    assert time.monotonic() < deadline, "the labeler never showed"
+                    found.click()
+                    page.wait_for_timeout(500)
+                page.wait_for_timeout(1500)
                 box.hover()
-                page.keyboard.press(key)
-                page.wait_for_timeout(800)
-            page.screenshot(path=str(tmp_path / "labeler.png"))
-            if os.environ.get("LABEL_SHOT"):  # keep the screenshot for a person to look at
-                shutil.copy(tmp_path / "labeler.png", os.environ["LABEL_SHOT"])
+                labels = tmp_path / "run" / "labels"
+                for key in ("ArrowRight", "ArrowLeft", "ArrowDown", "u"):
+                    box.hover()
+                    page.keyboard.press(key)
+                    page.wait_for_timeout(800)
+                page.screenshot(path=str(tmp_path / "labeler.png"))
+                if os.environ.get("LABEL_SHOT"):  # keep the screenshot for a person to look at
+                    shutil.copy(tmp_path / "labeler.png", os.environ["LABEL_SHOT"])
+            except Exception as err:  # keep what the browser showed: a flaky wait is then readable
+                raise AssertionError(_diagnosis(page, tmp_path, err)) from err
             browser.close()
         journal = [json.loads(x) for x in (labels / "journal.jsonl").read_text().splitlines()]
         assert [(e["action"], e["cls"]) for e in journal] == [
