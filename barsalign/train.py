@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from barsalign.augment import AugmentConfig
 from barsalign.config import CONF_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import MODES, PreprocessConfig
@@ -51,6 +52,8 @@ class FinetuneConfig:
             "edges" (the plant's recipe).
         mask_left: zero the left half after resizing; None: on for the whole frame, off with
             a roi (the region already leaves the bar bodies out).
+        augment: training augmentation (`barsalign.augment.AugmentConfig`): True for its
+            defaults, False for none, or a mapping of the fields to change, e.g. {p_blur: 0}.
         max_minutes: wall-clock budget for training (None: only `epochs` limits it).
         early_stopping_patience: epochs without a better validation F0.5 before stopping.
     """
@@ -79,6 +82,7 @@ class FinetuneConfig:
     preprocess_mode: str = "none"
     mask_left: bool | None = None
     val_fraction: float = 0.2
+    augment: bool | dict[str, float] = True
     num_workers: int = 0
     max_minutes: float | None = None
     early_stopping_patience: int | None = None
@@ -131,6 +135,7 @@ class FinetuneConfig:
         for ok, msg in checks:
             if not ok:
                 raise BarsalignError(msg)
+        self.augment_config()  # a bad augment mapping fails here, not at the first batch
         for key in ("data_dir", "val_data_dir", "pretrained_path"):
             value = getattr(self, key)
             if value is not None and not Path(value).exists():
@@ -149,6 +154,26 @@ class FinetuneConfig:
             mask_left=bool(self.mask_left),
             roi=self.roi,
         )
+
+    def augment_config(self) -> AugmentConfig | None:
+        """The training augmentation `augment` asks for; None when it is off."""
+        if isinstance(self.augment, bool):
+            return AugmentConfig() if self.augment else None
+        if not isinstance(self.augment, dict):
+            raise BarsalignError(
+                f"augment must be True, False or a mapping of AugmentConfig fields, "
+                f"not {self.augment!r}"
+            )
+        known = {f.name for f in dataclasses.fields(AugmentConfig)}
+        unknown = sorted(set(self.augment) - known)
+        if unknown:
+            raise BarsalignError(f"augment: no field {unknown[0]!r}; known: {sorted(known)}")
+        values = {}
+        for key, value in self.augment.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BarsalignError(f"augment: {key} must be a number, not {value!r}")
+            values[key] = float(value)
+        return AugmentConfig(**values)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
@@ -241,6 +266,7 @@ def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
         val_fraction=cfg.val_fraction,
         num_workers=cfg.num_workers,
         seed=cfg.seed,
+        augment=cfg.augment_config(),
     )
 
 
@@ -463,6 +489,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preprocess-mode", choices=MODES)
     p.add_argument("--mask-left", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="training augmentation (default on; a profile may set its fields)",
+    )
     p.add_argument("--accelerator", help="cpu, gpu, auto")
     p.add_argument("--devices", help="number of devices or 'auto'")
     p.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp, ...")

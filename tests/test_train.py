@@ -17,6 +17,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from barsalign.augment import AugmentConfig
 from barsalign.cli import main
 from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
@@ -24,7 +25,7 @@ from barsalign.evaluate import load_scorer
 from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
 from barsalign.preprocess import PreprocessConfig
 from barsalign.synth import STOPPER_ROI
-from barsalign.train import FinetuneConfig, load_profile, run_training
+from barsalign.train import FinetuneConfig, load_profile, make_datamodule, run_training
 
 TINY = 64
 
@@ -239,6 +240,23 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
         FinetuneConfig(preprocess_mode="sobel")
     with pytest.raises(BarsalignError, match="roi"):
         FinetuneConfig(roi="0.5,0.5")
+    assert FinetuneConfig().augment_config() == AugmentConfig()
+    assert FinetuneConfig(augment=False).augment_config() is None
+    no_blur = FinetuneConfig(augment={"p_blur": 0, "rotate_deg": 2.5}).augment_config()
+    assert no_blur == AugmentConfig(p_blur=0.0, rotate_deg=2.5)
+    dc = {"input_size": (3, 224, 224)}
+    off = FinetuneConfig(data_dir=str(tmp_path), augment=False)
+    assert make_datamodule(off, dc).augment_cfg is None
+    on = FinetuneConfig(data_dir=str(tmp_path), augment={"p_blur": 0})
+    assert make_datamodule(on, dc).augment_cfg == AugmentConfig(p_blur=0.0)
+    for bad_aug, match in (
+        ({"p_blurr": 0}, r"augment: no field 'p_blurr'; known: \['blur_sigma'"),
+        ({"p_blur": "off"}, "augment: p_blur must be a number, not 'off'"),
+        ({"p_blur": 2}, "p_blur must lie in"),
+        ("yes", "augment must be True, False or a mapping"),
+    ):
+        with pytest.raises(BarsalignError, match=match):
+            FinetuneConfig(augment=bad_aug)
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: resnet18\nbatchsize: 4\n")
     with pytest.raises(BarsalignError, match=r"bad.yaml: unknown parameter\(s\) \['batchsize'\]"):
@@ -322,13 +340,14 @@ def test_cli_trains_on_a_labelled_folder(synth_small: Path, tmp_path: Path, caps
     out = tmp_path / "cli_run"
     args = ["train", "--data", str(synth_small / "example_set"), "--backbone", "resnet18"]
     args += ["--epochs", "1", "--image-size", "64", "--out", str(out), "--weights", "random"]
-    args += ["--roi", "0.4,0,1,0.9", "--preprocess-mode", "grayscale"]
+    args += ["--roi", "0.4,0,1,0.9", "--preprocess-mode", "grayscale", "--no-augment"]
     assert main([*args, "--accelerator", "cpu", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == json.loads((out / "summary.json").read_text())
     assert printed["backbone"] == "resnet18" and printed["image_size"] == 64
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["data_dir"] == str(synth_small / "example_set")
+    assert resolved["augment"] is False
     assert resolved["preprocess"]["target_size"] == 64
     assert resolved["roi"] == resolved["preprocess"]["roi"] == [0.4, 0.0, 1.0, 0.9]
     assert resolved["preprocess"]["mode"] == "grayscale" and not resolved["preprocess"]["mask_left"]
