@@ -2,10 +2,10 @@
 how far a change moves the score, against how far the seed alone moves it.
 
 Every run is a real fine-tuning (`barsalign.train.run_training`) on the synthetic default, or on
---data / --val-data. The table has one row per recipe: each seed's best validation F0.5, the
-mean, the standard deviation and the mean training minutes. The profile itself is always the
-first row. On this 2-core CPU a run of conf/cpu.yaml takes its 9.5 minutes; on one H100 it
-takes about 30 s with `--set accelerator=gpu --set num_workers=12`.
+your frames with `--set data_dir=DIR`. The table has one row per recipe: each seed's best
+validation F0.5, the mean, the standard deviation and the mean training minutes. The profile
+itself is always the first row. On this 2-core CPU a run of conf/cpu.yaml takes its 9.5
+minutes; on one H100 about 30 s, with `--set accelerator=gpu --set num_workers=12`.
 
 A recipe is "NAME: key=value; key=value" with FinetuneConfig's keys and YAML values.
 Run: .venv/bin/python benchmarks/sweep_recipes.py --seeds 3 \\
@@ -63,8 +63,8 @@ def sweep(
     rows = []
     for name, changes in [("profile", {}), *recipes]:
         scores, minutes = [], []
+        slug = "".join(c if c.isalnum() else "_" for c in name)
         for seed in range(seeds):
-            slug = "".join(c if c.isalnum() else "_" for c in name)
             run = out / f"{slug}_s{seed}"
             params = {**base, **changes, "seed": seed, "run_name": run.name, "run_dir": str(run)}
             summary = run_training(FinetuneConfig(**params))
