@@ -178,8 +178,11 @@ class FinetuneConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
         """A config from the known keys of `params` (a notebook's `globals()`, a profile)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**{k: v for k, v in params.items() if k in CONFIG_KEYS})
+
+
+CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(FinetuneConfig))
+"""The parameter names a profile, a notebook or a command line may set."""
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
@@ -193,10 +196,10 @@ def load_profile(path: str | Path) -> dict[str, Any]:
         raise BarsalignError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise BarsalignError(f"{path} must hold a mapping of parameter: value")
-    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(set(data) - CONFIG_KEYS)
     if unknown:
-        raise BarsalignError(f"{path}: unknown parameter(s) {unknown}; known: {sorted(fields)}")
+        known = sorted(CONFIG_KEYS)
+        raise BarsalignError(f"{path}: unknown parameter(s) {unknown}; known: {known}")
     return data
 
 
@@ -506,8 +509,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _cli(args: argparse.Namespace) -> int:
     params: dict[str, Any] = load_profile(args.profile) if args.profile else {}
-    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    params.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    params.update({k: v for k, v in vars(args).items() if k in CONFIG_KEYS and v is not None})
     if isinstance(params.get("devices"), str) and params["devices"].isdigit():
         params["devices"] = int(params["devices"])
     if isinstance(params.get("pos_weight"), str) and params["pos_weight"] != "auto":

@@ -16,7 +16,6 @@ Run: .venv/bin/python benchmarks/sweep_recipes.py --seeds 3 \\
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -28,9 +27,7 @@ import yaml
 
 from barsalign.config import CONF_DIR
 from barsalign.errors import BarsalignError
-from barsalign.train import FinetuneConfig, load_profile, run_training
-
-FIELDS = {f.name for f in dataclasses.fields(FinetuneConfig)}
+from barsalign.train import CONFIG_KEYS, FinetuneConfig, load_profile, run_training
 
 
 def parse_settings(text: str, where: str) -> dict[str, Any]:
@@ -39,7 +36,7 @@ def parse_settings(text: str, where: str) -> dict[str, Any]:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         key, sep, value = part.partition("=")
         key = key.strip()
-        if not sep or key not in FIELDS:
+        if not sep or key not in CONFIG_KEYS:
             raise BarsalignError(f"{where}: {part!r} is not key=value with a FinetuneConfig key")
         try:
             out[key] = yaml.safe_load(value)
