@@ -3,14 +3,16 @@ how far a change moves the score, against how far the seed alone moves it.
 
 Every run is a real fine-tuning (`barsalign.train.run_training`) on the synthetic default, or on
 your frames with `--set data_dir=DIR`. The table has one row per recipe: each seed's best
-validation F0.5, the mean, the standard deviation and the mean training minutes. The profile
-itself is always the first row. On this 2-core CPU a run of conf/cpu.yaml takes its 9.5
-minutes; on one H100 about 30 s, with `--set accelerator=gpu --set num_workers=12`.
+validation F0.5, the mean, the standard deviation and the mean training minutes; with
+`--held-out DIR` (a labelled folder; `default` is 05_evaluate's held-out set) also each seed's
+F0.5 there at 0.5, from the best checkpoint. The profile itself is always the first row. On
+this 2-core CPU a run of conf/cpu.yaml takes its 9.5 minutes; on one H100 about 30 s, with
+`--set accelerator=gpu --set num_workers=12`.
 
 A recipe is "NAME: key=value; key=value" with FinetuneConfig's keys and YAML values.
 Run: .venv/bin/python benchmarks/sweep_recipes.py --seeds 3 \\
          --recipe "no blur: augment={p_blur: 0}" --recipe "pw 1/3: pos_weight=0.333" \\
-         [--profile conf/cpu.yaml] [--set key=value ...] [--out DIR]
+         [--profile conf/cpu.yaml] [--set key=value ...] [--held-out default|DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -53,13 +55,28 @@ def parse_recipe(text: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), parse_settings(rest, f"recipe {name.strip()!r}")
 
 
+def held_out_f05(checkpoint: Path, data: Any) -> float:
+    """F0.5 at 0.5 of a checkpoint on a labelled set (`evaluate.LabelledSet`)."""
+    from barsalign.evaluate import evaluate_scores, load_scorer, score_paths
+
+    scores, bad, _ = score_paths(load_scorer(checkpoint), data.paths)
+    if bad:
+        raise BarsalignError(f"{data.root}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
+    return float(evaluate_scores(data.labels, scores)["f05"])
+
+
 def sweep(
-    base: dict[str, Any], recipes: list[tuple[str, dict[str, Any]]], seeds: int, out: Path
+    base: dict[str, Any],
+    recipes: list[tuple[str, dict[str, Any]]],
+    seeds: int,
+    out: Path,
+    held_out: Any = None,
 ) -> list[dict[str, Any]]:
-    """One row per recipe with each seed's best validation F0.5 and the training minutes."""
+    """One row per recipe with each seed's best validation F0.5 and the training minutes, and
+    the held-out F0.5 per seed when `held_out` (an `evaluate.LabelledSet`) is given."""
     rows = []
     for name, changes in [("profile", {}), *recipes]:
-        scores, minutes = [], []
+        scores, minutes, held = [], [], []
         slug = "".join(c if c.isalnum() else "_" for c in name)
         for seed in range(seeds):
             run = out / f"{slug}_s{seed}"
@@ -67,33 +84,45 @@ def sweep(
             summary = run_training(FinetuneConfig(**params))
             scores.append(float(summary["best_f05"]))
             minutes.append(float(summary["seconds"]) / 60.0)
-            print(f"  {name} seed {seed}: F0.5 {scores[-1]:.3f}", file=sys.stderr, flush=True)
-        rows.append(
-            {
-                "recipe": name,
-                "changes": changes,
-                "f05": scores,
-                "mean": statistics.fmean(scores),
-                "sd": statistics.stdev(scores) if len(scores) > 1 else float("nan"),
-                "minutes": statistics.fmean(minutes),
-            }
-        )
+            said = f"  {name} seed {seed}: F0.5 {scores[-1]:.3f}"
+            if held_out is not None:
+                held.append(held_out_f05(run / "checkpoints" / "best.ckpt", held_out))
+                said += f", held-out {held[-1]:.3f}"
+            print(said, file=sys.stderr, flush=True)
+        row = {
+            "recipe": name,
+            "changes": changes,
+            "f05": scores,
+            "mean": statistics.fmean(scores),
+            "sd": statistics.stdev(scores) if len(scores) > 1 else float("nan"),
+            "minutes": statistics.fmean(minutes),
+        }
+        if held_out is not None:
+            row["held_out_f05"], row["held_out_mean"] = held, statistics.fmean(held)
+        rows.append(row)
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
+    held = any("held_out_f05" in r for r in rows)
+    extra = (" held-out F0.5 per seed | held-out mean |", " --- | --- |") if held else ("", "")
     lines = [
-        "| recipe | changes | val F0.5 per seed | mean | sd | minutes |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| recipe | changes | val F0.5 per seed | mean | sd | minutes |" + extra[0],
+        "| --- | --- | --- | --- | --- | --- |" + extra[1],
     ]
     for r in rows:
         changes = "; ".join(f"{k}={v}" for k, v in r["changes"].items()) or "-"
         per_seed = ", ".join(f"{s:.3f}" for s in r["f05"])
-        lines.append(
+        line = (
             f"| {r['recipe']} | {changes} | {per_seed} | {r['mean']:.3f} | {r['sd']:.3f} "
             f"| {r['minutes']:.1f} |"
         )
+        if held:
+            line += (
+                f" {', '.join(f'{s:.3f}' for s in r['held_out_f05'])} | {r['held_out_mean']:.3f} |"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -104,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", action="append", default=[], help="'NAME: key=value; ...'")
     ap.add_argument("--set", action="append", default=[], help="key=value for every run")
     ap.add_argument("--out", help="run folders and sweep.json (default: a temporary folder)")
+    ap.add_argument(
+        "--held-out", help="also score each run on this labelled folder ('default': 05_evaluate's)"
+    )
     args = ap.parse_args(argv)
     try:
         if args.seeds < 1:
@@ -118,12 +150,20 @@ def main(argv: list[str] | None = None) -> int:
                 FinetuneConfig(**{**base, **changes})
             except BarsalignError as err:
                 raise BarsalignError(f"recipe {name!r}: {err}") from None
+        held_out = None
+        if args.held_out:
+            from barsalign.evaluate import ensure_held_out, labelled_folder
+
+            folder = ensure_held_out() if args.held_out == "default" else Path(args.held_out)
+            held_out = labelled_folder(folder)
+            if len(set(held_out.labels.tolist())) < 2:
+                raise BarsalignError(f"--held-out {folder}: needs aligned and not_aligned frames")
     except BarsalignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sweep_"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = sweep(base, recipes, args.seeds, out)
+    rows = sweep(base, recipes, args.seeds, out, held_out)
     (out / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(f"{Path(args.profile).name}, seeds 0-{args.seeds - 1}, runs in {out}")
     print(table(rows))

@@ -1,4 +1,5 @@
-"""benchmarks/sweep_recipes.py: recipes parse or fail in one line, and a tiny sweep trains."""
+"""benchmarks/sweep_recipes.py: recipes parse or fail in one line, a tiny sweep trains, and
+scores each run on a held-out folder when asked."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
 
 
-def _sweep_module():
-    path = PROJ_ROOT / "benchmarks" / "sweep_recipes.py"
-    spec = importlib.util.spec_from_file_location("sweep_recipes", path)
+def _bench_module(name: str):
+    path = PROJ_ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _sweep_module():
+    return _bench_module("sweep_recipes")
 
 
 def test_recipes_parse_with_yaml_values_or_fail_in_one_line() -> None:
@@ -58,3 +63,29 @@ def test_a_tiny_sweep_trains_every_recipe_and_seed(
     assert "| no aug | augment=False |" in table and "| profile | - |" in table
     assert sweep.main([*args, "--recipe", "bad: augment={p_blurr: 0}"]) == 2
     assert "error: recipe 'bad': augment: no field 'p_blurr'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_scores_each_run_on_a_held_out_folder(
+    synth_small: Path, tmp_path: Path, capsys
+) -> None:
+    sweep = _sweep_module()
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(
+        "backbone: resnet18\nimage_size: 64\nepochs: 1\nweights: random\naccelerator: cpu\n"
+        f"data_dir: {synth_small / 'example_set'}\nbatch_size: 8\n"
+    )
+    out = tmp_path / "sweep"
+    held = synth_small / "example_set"
+    args = ["--profile", str(profile), "--seeds", "2", "--out", str(out), "--held-out", str(held)]
+    assert sweep.main(args) == 0
+    (row,) = json.loads((out / "sweep.json").read_text())
+    assert len(row["held_out_f05"]) == 2 and all(0.0 <= f <= 1.0 for f in row["held_out_f05"])
+    assert row["held_out_mean"] == pytest.approx(sum(row["held_out_f05"]) / 2)
+    assert "held-out F0.5 per seed | held-out mean |" in capsys.readouterr().out
+    (tmp_path / "one_class" / "aligned").mkdir(parents=True)
+    frame = next((held / "aligned").glob("*.jpg"))
+    (tmp_path / "one_class" / "aligned" / frame.name).write_bytes(frame.read_bytes())
+    one = ["--profile", str(profile), "--held-out", str(tmp_path / "one_class")]
+    assert sweep.main(one) == 2
+    assert "needs aligned and not_aligned frames" in capsys.readouterr().err
