@@ -1,5 +1,5 @@
-"""benchmarks/sweep_recipes.py: recipes parse or fail in one line, a tiny sweep trains, and
-scores each run on a held-out folder when asked."""
+"""benchmarks/: sweep_recipes's recipes parse or fail in one line and a tiny sweep trains;
+hard_pool mixes a rendered pool with hard frames into a CSV the data module reads."""
 
 from __future__ import annotations
 
@@ -89,3 +89,35 @@ def test_a_sweep_scores_each_run_on_a_held_out_folder(
     one = ["--profile", str(profile), "--held-out", str(tmp_path / "one_class")]
     assert sweep.main(one) == 2
     assert "needs aligned and not_aligned frames" in capsys.readouterr().err
+
+
+def test_hard_pool_replaces_whole_clip_groups_or_adds(synth_small: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from barsalign.data import load_labels
+    from barsalign.synth import load_metadata
+
+    hard_pool = _bench_module("hard_pool")
+    out = tmp_path / "hard"
+    argv = ["--pool", str(synth_small), "--out", str(out), "--frames", "6", "--hard-fraction", "1"]
+    assert hard_pool.main(argv) == 0
+    extra = load_metadata(out / "frames")
+    assert len(extra) == 6 and {r["kind"] for r in extra if r["label"] == "not_aligned"} == {"hard"}
+    assert all(3.0 <= r["max_gap_px"] <= 4.5 for r in extra if r["kind"] == "hard")
+    frame = cv2.imread(str(out / "frames" / extra[0]["file"]))
+    assert frame.shape[:2] == (288, 384)  # the pool's camera, not the default 1152x864
+    items = load_labels(out / "labels.csv")  # relative paths resolve from the CSV's folder
+    assert all(it.path.is_file() for it in items)
+    pool = {str((synth_small / r["file"]).resolve()): r for r in load_metadata(synth_small)}
+    kept = [pool[str(it.path.resolve())] for it in items if str(it.path.resolve()) in pool]
+    assert len(items) - len(kept) == 6
+    dropped = {r["clip_id"] for r in pool.values() if r["file"].startswith("train_set/")} - {
+        r["clip_id"] for r in kept
+    }
+    dropped_frames = sum(1 for r in pool.values() if r["clip_id"] in dropped)
+    assert dropped and dropped_frames >= 6 and len(kept) == 24 - dropped_frames
+    pairs = zip(items[: len(kept)], kept, strict=True)
+    assert all(it.label == (r["label"] == "aligned") for it, r in pairs)
+    assert hard_pool.main([*argv, "--add"]) == 0
+    assert len(load_labels(out / "labels.csv")) == 24 + 6
+    assert hard_pool.main([*argv, "--hard-gap", "3"]) == 2

@@ -1,0 +1,111 @@
+"""A training pool richer in the hardest cases: the default pool with some of its frames
+replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.5 px short.
+
+The profile misses bars 3-3.5 px short (README, "Where the limit lies"); this asks whether more
+of them in training helps. It renders the extra frames with the synthetic renderer, writes
+`labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`
+line that trains on it against the profile, on the validation and the held-out set. With
+`--replace` (the default) whole clip groups of the pool make room, so a run keeps the size
+and the time budget of the profile's.
+
+Run: .venv/bin/python benchmarks/hard_pool.py [--out data/hard_pool] [--frames 600]
+         [--hard-fraction 0.6] [--hard-gap 3,4.5] [--seed 8] [--add] [--pool DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+from barsalign.config import DATA_DIR
+from barsalign.errors import BarsalignError
+from barsalign.synth import (
+    STOPPER_ROI,
+    SynthConfig,
+    ensure_default,
+    load_metadata,
+)
+
+
+def mixed_rows(pool_root: Path, extra_root: Path, replace: bool, seed: int = 0) -> list[tuple]:
+    """(path, label) of the pool, less whole clip groups (shuffled by `seed`) until as many
+    frames as there are extra ones are out when `replace`, followed by the extra frames."""
+    pool = [r for r in load_metadata(pool_root) if str(r["file"]).startswith("train_set/")]
+    extra = [r for r in load_metadata(extra_root) if str(r["file"]).startswith("train_set/")]
+    drop: set[str] = set()
+    if replace:
+        sizes = Counter(str(r["clip_id"]) for r in pool)
+        groups = sorted(sizes)
+        random.Random(seed).shuffle(groups)
+        dropped = 0
+        for g in groups:
+            if dropped >= len(extra):
+                break
+            drop.add(g)
+            dropped += sizes[g]
+    kept = [(pool_root / r["file"], r["label"]) for r in pool if str(r["clip_id"]) not in drop]
+    return kept + [(extra_root / r["file"], r["label"]) for r in extra]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DATA_DIR / "hard_pool")
+    ap.add_argument("--frames", type=int, default=600, help="extra frames to render")
+    ap.add_argument("--hard-fraction", type=float, default=0.6)
+    ap.add_argument("--hard-gap", default="3,4.5", help="MIN,MAX px of the short bar")
+    ap.add_argument("--seed", type=int, default=8, help="render seed (the default pool's is 0)")
+    ap.add_argument("--add", action="store_true", help="add to the pool instead of replacing")
+    ap.add_argument("--pool", type=Path, help="a rendered data set (default: the synthetic one)")
+    args = ap.parse_args(argv)
+    try:
+        if args.frames < 1:
+            raise BarsalignError(f"--frames must be >= 1, not {args.frames}")
+        try:
+            lo, hi = (float(x) for x in args.hard_gap.split(","))
+        except ValueError:
+            raise BarsalignError(
+                f"--hard-gap must look like 3,4.5, not {args.hard_gap!r}"
+            ) from None
+        pool_root = args.pool or ensure_default()
+        stamp = pool_root / "synth_config.json"
+        if not stamp.is_file():
+            raise BarsalignError(f"{stamp} not found: is {pool_root} from `barsalign synth`?")
+        cfg = dataclasses.replace(  # the pool's cameras and frame size; bar scenes only
+            SynthConfig.from_json(json.loads(stamp.read_text())),
+            seed=args.seed,
+            n_example=0,
+            n_pool=args.frames,
+            n_clips=0,
+            other_scene_fraction=0.0,
+            hard_fraction=args.hard_fraction,
+            hard_gap_px=(lo, hi),
+        )
+        extra_root = ensure_default(cfg, args.out / "frames")
+        rows = mixed_rows(pool_root, extra_root, replace=not args.add)
+    except BarsalignError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    csv = args.out / "labels.csv"
+    lines = [f"{os.path.relpath(p, csv.parent)},{label}" for p, label in rows]
+    csv.write_text("path,label\n" + "\n".join(lines) + "\n")
+    n_hard = sum(1 for r in load_metadata(extra_root) if r.get("kind") == "hard")
+    short = f"{n_hard} with a bar {lo:g}-{hi:g} px short"
+    print(f"{csv}: {len(rows)} frames, {args.frames} of them from {extra_root} ({short})")
+    roi = ", ".join(f"{v:g}" for v in STOPPER_ROI)
+    val = pool_root / "example_set"
+    print(
+        "train it against the profile:\n  .venv/bin/python benchmarks/sweep_recipes.py --seeds 2 "
+        f'--held-out default \\\n    --recipe "hard pool: data_dir={csv}; val_data_dir={val}; '
+        f'roi=[{roi}]"'
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
