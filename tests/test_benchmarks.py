@@ -25,6 +25,16 @@ def _sweep_module():
     return _bench_module("sweep_recipes")
 
 
+def _tiny_profile(folder: Path, data_dir: Path, extra: str = "") -> Path:
+    """A profile that trains resnet18 from scratch at 64 px for one epoch on `data_dir`."""
+    profile = folder / "tiny.yaml"
+    profile.write_text(
+        "backbone: resnet18\nimage_size: 64\nepochs: 1\nweights: random\naccelerator: cpu\n"
+        f"data_dir: {data_dir}\n{extra}"
+    )
+    return profile
+
+
 def test_recipes_parse_with_yaml_values_or_fail_in_one_line() -> None:
     sweep = _sweep_module()
     name, changes = sweep.parse_recipe("no blur: augment={p_blur: 0}; pos_weight=0.333")
@@ -44,11 +54,7 @@ def test_a_tiny_sweep_trains_every_recipe_and_seed(
     synth_small: Path, tmp_path: Path, capsys
 ) -> None:
     sweep = _sweep_module()
-    profile = tmp_path / "tiny.yaml"
-    profile.write_text(
-        "backbone: resnet18\nimage_size: 64\nepochs: 1\nweights: random\naccelerator: cpu\n"
-        f"data_dir: {synth_small / 'example_set'}\n"
-    )
+    profile = _tiny_profile(tmp_path, synth_small / "example_set")
     out = tmp_path / "sweep"
     args = ["--profile", str(profile), "--seeds", "2", "--out", str(out)]
     assert sweep.main([*args, "--recipe", "no aug: augment=false", "--set", "batch_size=8"]) == 0
@@ -70,11 +76,7 @@ def test_a_sweep_scores_each_run_on_a_held_out_folder(
     synth_small: Path, tmp_path: Path, capsys
 ) -> None:
     sweep = _sweep_module()
-    profile = tmp_path / "tiny.yaml"
-    profile.write_text(
-        "backbone: resnet18\nimage_size: 64\nepochs: 1\nweights: random\naccelerator: cpu\n"
-        f"data_dir: {synth_small / 'example_set'}\nbatch_size: 8\n"
-    )
+    profile = _tiny_profile(tmp_path, synth_small / "example_set", "batch_size: 8\n")
     out = tmp_path / "sweep"
     held = synth_small / "example_set"
     args = ["--profile", str(profile), "--seeds", "2", "--out", str(out), "--held-out", str(held)]
