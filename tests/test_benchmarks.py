@@ -91,6 +91,10 @@ def test_a_sweep_scores_each_run_on_a_held_out_folder(
     one = ["--profile", str(profile), "--held-out", str(tmp_path / "one_class")]
     assert sweep.main(one) == 2
     assert "needs aligned and not_aligned frames" in capsys.readouterr().err
+    (tmp_path / "one_class" / "not_aligned").mkdir()
+    (tmp_path / "one_class" / "not_aligned" / "cut.jpg").write_bytes(frame.read_bytes()[:200])
+    assert sweep.main(one) == 2
+    assert "cut.jpg" in capsys.readouterr().err
 
 
 def test_hard_pool_replaces_whole_clip_groups_or_adds(synth_small: Path, tmp_path: Path) -> None:
