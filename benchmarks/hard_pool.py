@@ -4,9 +4,9 @@ replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.
 The profile misses bars 3-3.5 px short (README, "Where the limit lies"); this asks whether more
 of them in training helps. It renders the extra frames with the synthetic renderer, writes
 `labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`
-line that trains on it against the profile, on the validation and the held-out set. With
-`--replace` (the default) whole clip groups of the pool make room, so a run keeps the size
-and the time budget of the profile's.
+line that trains on it against the profile, on the validation and the held-out set. Whole
+clip groups of the pool make room for the new frames (unless `--add`), so a run keeps the
+size and the time budget of the profile's.
 
 Run: .venv/bin/python benchmarks/hard_pool.py [--out data/hard_pool] [--frames 600]
          [--hard-fraction 0.6] [--hard-gap 3,4.5] [--seed 8] [--add] [--pool DIR]
@@ -33,7 +33,9 @@ from barsalign.synth import (
 )
 
 
-def mixed_rows(pool_root: Path, extra_root: Path, replace: bool, seed: int = 0) -> list[tuple]:
+def mixed_rows(
+    pool_root: Path, extra_root: Path, replace: bool, seed: int = 0
+) -> list[tuple[Path, str]]:
     """(path, label) of the pool, less whole clip groups (shuffled by `seed`) until as many
     frames as there are extra ones are out when `replace`, followed by the extra frames."""
     pool = [r for r in load_metadata(pool_root) if str(r["file"]).startswith("train_set/")]
