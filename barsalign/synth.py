@@ -68,6 +68,9 @@ class SynthConfig:
         hard_fraction: share of not-aligned bar scenes where one bar is `hard_gap_px` short.
         lighting_mix: weights of day, artificial and night frames (night: gray mean < 55).
         sequence_length: still frames come in short sequences sharing one `clip_id`.
+        twin_fraction: share of the pool's not-aligned bar scenes drawn a second time with
+            every bar flush (same textures, noise and camera: aligned), in the same clip group.
+            Such a pair differs only where a bar head meets the stopper.
     """
 
     seed: int = 0
@@ -93,6 +96,7 @@ class SynthConfig:
     jpeg_quality: tuple[int, int] = (45, 92)
     n_sessions: int = 6
     sequence_length: tuple[int, int] = (1, 4)
+    twin_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         counts = ("n_example", "n_pool", "n_clips", "clip_frames", "clip_fps", "n_sessions")
@@ -107,6 +111,7 @@ class SynthConfig:
             "motion_blur_fraction",
             "glare_fraction",
             "dust_fraction",
+            "twin_fraction",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -343,12 +348,30 @@ def _still_jobs(cfg: SynthConfig, subset: str, count: int) -> Iterator[tuple[Sce
         spec = build_spec(cfg, scene, session, int(rng.integers(2**31)), rng, stamp)
         length = int(rng.integers(cfg.sequence_length[0], cfg.sequence_length[1] + 1))
         clip_id = f"{'ex' if subset == 'example_set' else 'pool'}_seq{seq:05d}"
-        for k in range(min(length, count - made)):
-            frame_spec = spec if k == 0 else _jitter(spec, rng, int(rng.integers(2**31)))
+        twin = (  # no draw at twin_fraction 0, so the default pool stays what it was
+            cfg.twin_fraction > 0
+            and subset == "train_set"
+            and scene["label"] == "not_aligned"
+            and scene["scene"] == "bars_at_stopper"
+            and rng.random() < cfg.twin_fraction
+        )
+        frames = [spec] + [_jitter(spec, rng, int(rng.integers(2**31))) for _ in range(length - 1)]
+        shots = [(f, scene) for f in frames]
+        if twin:  # each frame followed by its twin
+            flush = {**scene, "label": "aligned", "kind": "twin", "motion_blur": False}
+            shots = [s for f in frames for s in ((f, scene), (flush_twin(f), flush))]
+        for frame_spec, frame_scene in shots[: count - made]:
             made += 1
             meta = {"index": made, "subset": subset, "clip_id": clip_id, "session": session.day}
-            yield frame_spec, {**meta, **_record(frame_spec, scene, cfg)}
+            yield frame_spec, {**meta, **_record(frame_spec, frame_scene, cfg)}
         seq += 1
+
+
+def flush_twin(spec: SceneSpec) -> SceneSpec:
+    """The same frame with every bar at the stopper: an aligned counterfactual of `spec`."""
+    return dataclasses.replace(
+        spec, bars=tuple(dataclasses.replace(b, gap_units=0.0, speed=0.0) for b in spec.bars)
+    )
 
 
 def _render_jpeg(spec: SceneSpec) -> bytes:
@@ -501,13 +524,25 @@ def load_metadata(data_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _stamp_matches(stamp: Path, cfg: SynthConfig) -> bool:
+    """Whether a data set's `synth_config.json` says it was rendered from `cfg` by this renderer.
+
+    Read back through SynthConfig, so a field added since (at its default) needs no re-render.
+    """
+    try:
+        have = json.loads(stamp.read_text())
+        same = SynthConfig.from_json(have) == cfg
+        return same and have.get("renderer_version") == RENDERER_VERSION
+    except (OSError, ValueError, TypeError, AttributeError, BarsalignError):
+        return False  # unreadable or from another version: render again
+
+
 def ensure_default(cfg: SynthConfig | None = None, out_dir: str | Path | None = None) -> Path:
     """The default synthetic data set, rendered first if missing or rendered with another config."""
     cfg = cfg or SynthConfig()
     out = Path(out_dir or SYNTH_DIR)
     stamp = out / "synth_config.json"
-    want = json.loads(json.dumps({**cfg.to_json(), "renderer_version": RENDERER_VERSION}))
-    if stamp.is_file() and json.loads(stamp.read_text()) == want:
+    if stamp.is_file() and _stamp_matches(stamp, cfg):
         return out
     return render_dataset(out, cfg, overwrite=True, progress=True)
 
@@ -546,6 +581,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aligned-fraction", type=float, default=SynthConfig.aligned_fraction)
     p.add_argument("--hard-fraction", type=float, default=SynthConfig.hard_fraction)
     p.add_argument(
+        "--twin-fraction",
+        type=float,
+        default=SynthConfig.twin_fraction,
+        help="share of the pool's not-aligned bar scenes also drawn with every bar flush",
+    )
+    p.add_argument(
         "--night-weight",
         type=float,
         default=SynthConfig.lighting_mix[2],
@@ -572,6 +613,7 @@ def _cli(args: argparse.Namespace) -> int:
         clip_frames=args.clip_frames,
         aligned_fraction=args.aligned_fraction,
         hard_fraction=args.hard_fraction,
+        twin_fraction=args.twin_fraction,
         lighting_mix=(0.45, 0.35, args.night_weight),
     )
     if args.workers is not None and args.workers < 1:

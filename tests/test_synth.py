@@ -213,6 +213,9 @@ def test_cli_bad_parameters_exit_2_with_one_line(tmp_path: Path, capsys) -> None
     assert err.count("\n") == 0 and "n_pool must be >= 0" in err
     assert main(["synth", "--out", str(tmp_path / "x"), "--aligned-fraction", "2"]) == 2
     assert "probability" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "x"), "--twin-fraction", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "twin_fraction" in err
     assert not (tmp_path / "x").exists()
 
 
@@ -288,6 +291,62 @@ def test_ensure_default_renders_once_and_again_when_the_config_changes(tmp_path:
     assert (out / "synth_config.json").stat().st_mtime_ns == stamp, "no second render"
     ensure_default(dataclasses.replace(cfg, n_pool=3), out)
     assert len(list((out / "train_set").iterdir())) == 3
+
+
+def test_a_stamp_without_a_field_added_since_needs_no_render(tmp_path: Path) -> None:
+    from barsalign.synth import ensure_default
+
+    cfg = dataclasses.replace(SMALL, n_example=2, n_pool=0, n_clips=0)
+    out = ensure_default(cfg, tmp_path / "default")
+    stamp_path = out / "synth_config.json"
+    stamp = json.loads(stamp_path.read_text())
+    del stamp["twin_fraction"]  # as written before the field existed
+    stamp_path.write_text(json.dumps(stamp))
+    mtime = stamp_path.stat().st_mtime_ns
+    assert ensure_default(cfg, out) == out and stamp_path.stat().st_mtime_ns == mtime
+    stamp_path.write_text("{not json")  # a broken stamp renders the set again
+    ensure_default(cfg, out)
+    assert json.loads(stamp_path.read_text())["twin_fraction"] == 0.0
+
+
+def test_twins_are_the_same_frame_with_every_bar_flush(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(
+        SMALL,
+        n_example=0,
+        n_pool=12,
+        n_clips=0,
+        twin_fraction=1.0,
+        other_scene_fraction=0.0,
+        motion_blur_fraction=0.0,  # a moving bar's twin stands still: its whole body changes
+    )
+    out = render_dataset(tmp_path / "twins", cfg, workers=2)
+    meta = load_metadata(out)
+    twins = [r for r in meta if r["kind"] == "twin"]
+    assert twins and all(r["label"] == "aligned" for r in twins)
+    assert all(r["max_gap_px"] <= cfg.align_tolerance_px for r in twins)
+    by_clip: dict[str, list[dict]] = {}
+    for r in meta:
+        by_clip.setdefault(r["clip_id"], []).append(r)
+    pairs = []  # each frame of a twinned group is followed by its twin
+    for group in by_clip.values():
+        if any(r["kind"] == "twin" for r in group):
+            pairs += zip(group[0::2], group[1::2], strict=False)
+    assert len(pairs) == len(twins) and all(t["kind"] == "twin" for _, t in pairs)
+    for orig, twin in pairs:
+        assert orig["label"] == "not_aligned" and orig["scene"] == "bars_at_stopper"
+        a = cv2.imread(str(out / orig["file"])).astype(int)
+        b = cv2.imread(str(out / twin["file"])).astype(int)
+        ys, xs = np.nonzero(np.abs(a - b).max(axis=2) > 24)
+        assert len(xs), "the short bar must show"
+        short = [h for h, g in zip(orig["heads_px"], orig["gaps_px"], strict=True) if g > 1]
+        heads = np.asarray(short)[:, None, :]  # [short bars, 1, (x, y)]
+        near = np.hypot(xs - heads[..., 0], ys - heads[..., 1]).min(axis=0)
+        assert near.max() < 24 + max(orig["gaps_px"]), "pixels change only at a short bar's head"
+    plain = dataclasses.replace(cfg, twin_fraction=0.0)
+    assert not any(
+        r["kind"] == "twin"
+        for r in load_metadata(render_dataset(tmp_path / "plain", plain, workers=2))
+    )
 
 
 def test_bar_heads_lie_where_the_plant_preprocessing_looks(synth_small: Path) -> None:
