@@ -8,8 +8,12 @@ line that trains on it against the profile, on the validation and the held-out s
 clip groups of the pool make room for the new frames (unless `--add`), so a run keeps the
 size and the time budget of the profile's.
 
+`--twins` renders every extra scene twice: once with its short bar, once with every bar flush
+(the renderer's `twin_fraction`; same textures, noise and camera, so the pair differs only at
+the stopper). Half the extra frames are then such aligned twins, and none are plain aligned.
+
 Run: .venv/bin/python benchmarks/hard_pool.py [--out data/hard_pool] [--frames 600]
-         [--hard-fraction 0.6] [--hard-gap 3,4.5] [--seed 8] [--add] [--pool DIR]
+         [--hard-fraction 0.6] [--hard-gap 3,4.5] [--seed 8] [--add] [--twins] [--pool DIR]
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hard-gap", default="3,4.5", help="MIN,MAX px of the short bar")
     ap.add_argument("--seed", type=int, default=8, help="render seed (the default pool's is 0)")
     ap.add_argument("--add", action="store_true", help="add to the pool instead of replacing")
+    ap.add_argument(
+        "--twins", action="store_true", help="each extra scene also with every bar flush"
+    )
     ap.add_argument("--pool", type=Path, help="a rendered data set (default: the synthetic one)")
     args = ap.parse_args(argv)
     try:
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             hard_fraction=args.hard_fraction,
             hard_gap_px=(lo, hi),
         )
+        if args.twins:  # the aligned half of the extra frames are the twins
+            cfg = dataclasses.replace(cfg, aligned_fraction=0.0, twin_fraction=1.0)
         extra_root = ensure_default(cfg, args.out / "frames")
         rows = mixed_rows(pool_root, extra_root, replace=not args.add)
     except BarsalignError as err:
@@ -96,14 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     csv = args.out / "labels.csv"
     lines = [f"{os.path.relpath(p, csv.parent)},{label}" for p, label in rows]
     csv.write_text("path,label\n" + "\n".join(lines) + "\n")
-    n_hard = sum(1 for r in load_metadata(extra_root) if r.get("kind") == "hard")
-    short = f"{n_hard} with a bar {lo:g}-{hi:g} px short"
+    kinds = Counter(str(r.get("kind")) for r in load_metadata(extra_root))
+    short = f"{kinds['hard']} with a bar {lo:g}-{hi:g} px short"
+    if args.twins:
+        short += f", {kinds['twin']} flush twins"
     print(f"{csv}: {len(rows)} frames, {args.frames} of them from {extra_root} ({short})")
     roi = ", ".join(f"{v:g}" for v in STOPPER_ROI)
     val = pool_root / "example_set"
+    name = "twin pool" if args.twins else "hard pool"
     print(
         "train it against the profile:\n  .venv/bin/python benchmarks/sweep_recipes.py --seeds 2 "
-        f'--held-out default \\\n    --recipe "hard pool: data_dir={csv}; val_data_dir={val}; '
+        f'--held-out default \\\n    --recipe "{name}: data_dir={csv}; val_data_dir={val}; '
         f'roi=[{roi}]"'
     )
     return 0

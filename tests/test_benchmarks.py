@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,18 @@ def test_hard_pool_replaces_whole_clip_groups_or_adds(synth_small: Path, tmp_pat
     assert hard_pool.main([*argv, "--add"]) == 0
     assert len(load_labels(out / "labels.csv")) == 24 + 6
     assert hard_pool.main([*argv, "--hard-gap", "3"]) == 2
+
+
+def test_hard_pool_twins_pair_each_hard_scene_with_its_flush_twin(
+    synth_small: Path, tmp_path: Path
+) -> None:
+    from barsalign.synth import load_metadata
+
+    hard_pool = _bench_module("hard_pool")
+    out = tmp_path / "twins"
+    argv = ["--pool", str(synth_small), "--out", str(out), "--frames", "8", "--hard-fraction", "1"]
+    assert hard_pool.main([*argv, "--twins"]) == 0
+    extra = load_metadata(out / "frames")
+    kinds = Counter((r["kind"], r["label"]) for r in extra)
+    assert set(kinds) == {("hard", "not_aligned"), ("twin", "aligned")}, kinds
+    assert kinds["hard", "not_aligned"] == kinds["twin", "aligned"] == 4
