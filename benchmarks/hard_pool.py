@@ -85,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         stamp = pool_root / "synth_config.json"
         if not stamp.is_file():
             raise BarsalignError(f"{stamp} not found: is {pool_root} from `barsalign synth`?")
+        try:
+            pool_cfg = SynthConfig.from_json(json.loads(stamp.read_text()))
+        except (ValueError, TypeError, AttributeError) as err:
+            raise BarsalignError(f"{stamp}: not a readable synth config ({err})") from None
         cfg = dataclasses.replace(  # the pool's cameras and frame size; bar scenes only
-            SynthConfig.from_json(json.loads(stamp.read_text())),
+            pool_cfg,
             seed=args.seed,
             n_example=0,
             n_pool=args.frames,

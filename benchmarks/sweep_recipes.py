@@ -153,14 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         held_out = None
         if args.held_out:
             from barsalign.evaluate import ensure_held_out, labelled_folder
-            from barsalign.preprocess import decode_image
+            from barsalign.preprocess import read_image
 
             folder = ensure_held_out() if args.held_out == "default" else Path(args.held_out)
             held_out = labelled_folder(folder)
             if len(set(held_out.labels.tolist())) < 2:
                 raise BarsalignError(f"--held-out {folder}: needs aligned and not_aligned frames")
             for path in held_out.paths:  # a bad frame fails here, not after the first run
-                decode_image(path.read_bytes(), str(path))
+                read_image(path)
     except BarsalignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
