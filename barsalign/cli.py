@@ -16,6 +16,7 @@ from barsalign.errors import BarsalignError
 COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.synth",
     "barsalign.preprocess",
+    "barsalign.data",
     "barsalign.reports",
     "barsalign.train",
     "barsalign.predict",

@@ -11,12 +11,15 @@ preprocessed frames go to a disk cache keyed by file content hash + preprocessin
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,8 @@ CLASS_FILES = {"class_aligned.txt": 1, "class_not_aligned.txt": 0}
 SKIPPED_FILE = "class_skipped.txt"
 CLIP_RE = re.compile(r"^(?P<clip>.+?)[_-](?:f|frame)\d+$", re.IGNORECASE)
 DEFAULT_CACHE = DATA_DIR / "cache" / "preprocessed"
+DEFAULT_CACHE_GB = 8.0  # a few data sets at a few sizes; BARSALIGN_CACHE_GB overrides
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -184,11 +189,47 @@ def grouped_split(
     return [items[i] for i in tr], [items[i] for i in va]
 
 
-class FrameCache:
-    """Preprocessed frames on disk as .npy, keyed by file content hash + config key."""
+@dataclass(frozen=True)
+class CacheUsage:
+    """What a cache holds, and what the last prune removed."""
 
-    def __init__(self, root: str | Path | None) -> None:
+    files: int
+    bytes: int
+    removed_files: int = 0
+    removed_bytes: int = 0
+
+
+def cache_limit_from_env() -> int | None:
+    """`BARSALIGN_CACHE_GB` in bytes (default 8 GiB); 0 or "none" lifts the limit."""
+    raw = os.environ.get("BARSALIGN_CACHE_GB", "").strip()
+    if not raw:
+        return int(DEFAULT_CACHE_GB * GIB)
+    if raw.lower() in ("0", "none"):
+        return None
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = -1.0
+    if not gb > 0:
+        raise BarsalignError(f"BARSALIGN_CACHE_GB={raw!r}: give a size in GiB, or 0 for no limit")
+    return int(gb * GIB)
+
+
+class FrameCache:
+    """Preprocessed frames on disk as .npy, keyed by file content hash + config key.
+
+    Bounded: past `max_bytes` the least recently used entries go (a read refreshes an entry's
+    modification time), down to 80 % of the limit, so sweeps over sizes and regions of interest
+    do not fill the disk. `max_bytes=None` lifts the bound.
+    """
+
+    PRUNE_TO = 0.8  # a prune leaves this share of the limit, so it does not run on every write
+    STALE_TMP_S = 3600.0  # half-written entries older than this are left-overs of killed runs
+
+    def __init__(self, root: str | Path | None, max_bytes: int | None | str = "env") -> None:
         self.root = Path(root) if root is not None else None
+        self.max_bytes = cache_limit_from_env() if max_bytes == "env" else max_bytes
+        self._written = 0  # bytes written since the last prune
 
     def path(self, digest: str, cfg_key: str) -> Path | None:
         if self.root is None:
@@ -201,9 +242,14 @@ class FrameCache:
         if p is None or not p.is_file():
             return None
         try:
-            return np.load(p)
+            arr = np.load(p)
         except (OSError, ValueError):
             return None
+        try:
+            os.utime(p)  # recently used: the last to be pruned
+        except OSError:
+            pass  # a read-only cache still serves
+        return arr
 
     def put(self, digest: str, cfg_key: str, arr: np.ndarray) -> None:
         p = self.path(digest, cfg_key)
@@ -214,6 +260,57 @@ class FrameCache:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, arr)
         os.replace(tmp, p)
+        self._written += arr.nbytes
+        if self.max_bytes is not None and self._written > (1 - self.PRUNE_TO) * self.max_bytes:
+            self.prune()
+
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        """(modification time, size, path) of every entry; stale temporary files removed."""
+        out: list[tuple[float, int, Path]] = []
+        if self.root is None or not self.root.is_dir():
+            return out
+        now = time.time()
+        for sub in os.scandir(self.root):
+            if not sub.is_dir():
+                continue
+            for e in os.scandir(sub.path):
+                try:
+                    st = e.stat()
+                    if e.name.endswith(".npy"):
+                        out.append((st.st_mtime, st.st_size, Path(e.path)))
+                    elif e.name.endswith(".tmp") and now - st.st_mtime > self.STALE_TMP_S:
+                        os.unlink(e.path)
+                except FileNotFoundError:
+                    continue  # another process pruned it
+        return out
+
+    def usage(self) -> CacheUsage:
+        entries = self._entries()
+        return CacheUsage(len(entries), sum(size for _, size, _ in entries))
+
+    def prune(self, max_bytes: int | None = None) -> CacheUsage:
+        """Remove least recently used entries until the cache is under the limit (80 % of it)."""
+        self._written = 0
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        entries = self._entries()
+        total = sum(size for _, size, _ in entries)
+        removed = removed_bytes = 0
+        if limit is not None and total > limit:
+            target = int(limit * self.PRUNE_TO)
+            for _, size, path in sorted(entries, key=lambda e: e[0]):
+                if total - removed_bytes <= target:
+                    break
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                removed += 1
+                removed_bytes += size
+        return CacheUsage(len(entries) - removed, total - removed_bytes, removed, removed_bytes)
+
+    def clear(self) -> CacheUsage:
+        """Remove every entry."""
+        return self.prune(max_bytes=0)
 
 
 class FrameDataset(Dataset):
@@ -279,7 +376,8 @@ class AlignmentDataModule(pl.LightningDataModule):
             (class-weighted sampling of the training set).
         augment: training augmentation; None for none.
         path_map: (server prefix, local prefix) pairs for class files and CSVs.
-        cache_dir: preprocessed-frame cache; None disables it.
+        cache_dir: preprocessed-frame cache; None disables it. Its size limit comes from
+            `BARSALIGN_CACHE_GB` (default 8 GiB; see `FrameCache`).
         on_unreadable: "raise" (default: one error listing them) or "skip" (train without them).
     """
 
@@ -337,6 +435,22 @@ class AlignmentDataModule(pl.LightningDataModule):
             digests.append(digest)
         return good, digests
 
+    def _warn_if_cache_too_small(self, n_train: int, n_val: int) -> None:
+        """Warn when this run's frames (a finished frame each, a square per training frame)
+        outgrow the cache's limit: they would then be preprocessed again every epoch."""
+        limit = self.cache.max_bytes
+        if self.cache.root is None or limit is None:
+            return
+        side = self.preprocess_cfg.target_size
+        needed = (2 * n_train + n_val) * side * side * 3  # uint8 colour, the largest entry
+        if needed > self.cache.PRUNE_TO * limit:
+            warnings.warn(
+                f"{self.cache.root}: this run's preprocessed frames need about "
+                f"{needed / GIB:.1f} GiB, more than the cache keeps ({limit / GIB:.1f} GiB); "
+                "set BARSALIGN_CACHE_GB higher, or frames are preprocessed again every epoch",
+                stacklevel=2,
+            )
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -346,8 +460,10 @@ class AlignmentDataModule(pl.LightningDataModule):
             train, val = items, load_labels(self.val_dir, self.path_map)
         else:
             train, val = grouped_split(items, self.val_fraction, self.seed)
+        self.cache.prune()  # an earlier run may have left it over the limit
         train, tr_dig = self._check(train)
         val, va_dig = self._check(val)
+        self._warn_if_cache_too_small(len(train), len(val))
         if self.unreadable and self.on_unreadable == "raise":
             listed = "; ".join(why for _, why in self.unreadable[:5])
             more = f" (+{len(self.unreadable) - 5} more)" if len(self.unreadable) > 5 else ""
@@ -402,9 +518,49 @@ class AlignmentDataModule(pl.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    limit = cache_limit_from_env() if args.limit_gb is None else _gib(args.limit_gb)
+    cache = FrameCache(args.dir, max_bytes=limit)
+    if args.clear:
+        done = cache.clear()
+    elif args.prune:
+        done = cache.prune()
+    else:
+        done = cache.usage()
+    cap = "no limit" if limit is None else f"limit {limit / GIB:.1f} GiB"
+    if done.removed_files:
+        freed = done.removed_bytes / GIB
+        print(f"{args.dir}: removed {done.removed_files} entries ({freed:.2f} GiB)")
+    print(f"{args.dir}: {done.files} entries, {done.bytes / GIB:.2f} GiB ({cap})")
+    return 0
+
+
+def _gib(gb: float) -> int | None:
+    if gb < 0:
+        raise BarsalignError(f"--limit-gb {gb}: give a size in GiB, or 0 for no limit")
+    return None if gb == 0 else int(gb * GIB)
+
+
+def add_commands(subparsers: Any) -> None:
+    """`barsalign cache [--prune | --clear] [--limit-gb N] [--dir DIR]`."""
+    p = subparsers.add_parser(
+        "cache", help="show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
+    )
+    p.add_argument("--dir", type=Path, default=DEFAULT_CACHE, help="the cache folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prune", action="store_true", help="remove the least recently used entries")
+    g.add_argument("--clear", action="store_true", help="remove every entry")
+    p.add_argument(
+        "--limit-gb", type=float, help="the limit for --prune (default: BARSALIGN_CACHE_GB, or 8)"
+    )
+    p.set_defaults(func=_cmd_cache)
+
+
 __all__ = [
     "AlignmentDataModule",
+    "CacheUsage",
     "FrameCache",
+    "cache_limit_from_env",
     "Item",
     "load_labels",
     "grouped_split",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from barsalign.data import AlignmentDataModule, load_labels
+from barsalign.data import (
+    AlignmentDataModule,
+    CacheUsage,
+    FrameCache,
+    cache_limit_from_env,
+    load_labels,
+)
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import PreprocessConfig, preprocess, read_image, to_tensor
 
@@ -183,3 +190,89 @@ def test_training_augmentation_varies_and_validation_does_not(synth_small: Path,
     c = dm.train_set[1][0]
     torch.manual_seed(5)
     assert torch.equal(c, dm.train_set[1][0]), "seeded through torch's RNG"
+
+
+def _aged_cache(root: Path, n: int, max_bytes: int | None) -> tuple[FrameCache, list[Path]]:
+    """A cache of n 1000-byte entries whose modification times run oldest to newest."""
+    cache = FrameCache(root, max_bytes=None)
+    paths = []
+    for i in range(n):
+        cache.put(f"d{i}", "k", np.full(1000, i, dtype=np.uint8))
+        p = cache.path(f"d{i}", "k")
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+        paths.append(p)
+    cache.max_bytes = max_bytes
+    return cache, paths
+
+
+def test_cache_prunes_least_recently_used_down_to_80_percent(tmp_path: Path) -> None:
+    entry = FrameCache(tmp_path / "one", None)
+    entry.put("x", "k", np.zeros(1000, np.uint8))
+    size = entry.path("x", "k").stat().st_size  # 1000 bytes + the .npy header
+    cache, paths = _aged_cache(tmp_path / "c", 10, max_bytes=10 * size - 1)
+    assert cache.get("d0", "k")[0] == 0  # a read makes the oldest entry the newest
+    done = cache.prune()
+    # 10 entries over a limit of 10: down to 80 % of it, 7 entries, the read one kept
+    assert (done.files, done.removed_files) == (7, 3)
+    assert [p.exists() for p in paths] == [True, False, False, False] + [True] * 6
+    assert cache.usage() == CacheUsage(7, 7 * size)
+    assert cache.prune().removed_files == 0, "under the limit: nothing more goes"
+    stale = paths[5].parent / "killed.tmp"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1_000_000, 1_000_000))
+    cache.prune()
+    assert not stale.exists(), "a killed run's half-written entry goes too"
+    assert cache.clear().files == 0 and not any(p.exists() for p in paths)
+
+
+def test_cache_stays_under_its_limit_while_written(tmp_path: Path) -> None:
+    cache = FrameCache(tmp_path / "c", max_bytes=20_000)
+    for i in range(100):
+        cache.put(f"d{i}", "k", np.full(1000, i % 251, dtype=np.uint8))
+    assert cache.usage().bytes <= 20_000
+    assert cache.get("d99", "k")[0] == 99 % 251, "the newest entries stay"
+    assert cache.get("d0", "k") is None, "the oldest went"
+
+
+def test_cache_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BARSALIGN_CACHE_GB", raising=False)
+    assert cache_limit_from_env() == 8 * 1024**3
+    monkeypatch.setenv("BARSALIGN_CACHE_GB", "0.5")
+    assert FrameCache("x").max_bytes == 512 * 1024**2
+    monkeypatch.setenv("BARSALIGN_CACHE_GB", "none")
+    assert FrameCache("x").max_bytes is None
+    monkeypatch.setenv("BARSALIGN_CACHE_GB", "lots")
+    with pytest.raises(BarsalignError, match="BARSALIGN_CACHE_GB='lots'"):
+        FrameCache("x")
+
+
+def test_a_run_larger_than_the_cache_is_warned_and_stays_bounded(
+    synth_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 40_000  # a handful of 48 px frames
+    monkeypatch.setenv("BARSALIGN_CACHE_GB", str(limit / 1024**3))
+    dm = _dm(synth_small / "example_set", tmp_path)
+    with pytest.warns(UserWarning, match="BARSALIGN_CACHE_GB higher"):
+        dm.setup("fit")
+    for _ in dm.train_dataloader():
+        pass
+    assert dm.cache.usage().bytes <= limit
+    x, _ = dm.val_set[0]  # pruned entries are preprocessed again, the same
+    want = preprocess(read_image(dm.val_set.items[0].path), dm.preprocess_cfg)
+    assert torch.equal(x, to_tensor(want, DC))
+
+
+def test_cache_command_shows_prunes_and_clears(tmp_path: Path, capsys) -> None:
+    from barsalign.cli import main
+
+    cache, _ = _aged_cache(tmp_path / "c", 10, max_bytes=None)
+    d = str(tmp_path / "c")
+    assert main(["cache", "--dir", d]) == 0
+    assert "10 entries" in capsys.readouterr().out
+    assert main(["cache", "--dir", d, "--prune", "--limit-gb", str(5000 / 1024**3)]) == 0
+    out = capsys.readouterr().out
+    assert "removed" in out and cache.usage().bytes <= 5000
+    assert main(["cache", "--dir", d, "--clear"]) == 0
+    assert "0 entries" in capsys.readouterr().out and cache.usage().files == 0
+    assert main(["cache", "--dir", d, "--prune", "--limit-gb", "-1"]) == 2
+    assert "--limit-gb -1.0" in capsys.readouterr().err
