@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -220,13 +220,15 @@ class FrameCache:
 
     Bounded: past `max_bytes` the least recently used entries go (a read refreshes an entry's
     modification time), down to 80 % of the limit, so sweeps over sizes and regions of interest
-    do not fill the disk. `max_bytes=None` lifts the bound.
+    do not fill the disk. `max_bytes` comes from `BARSALIGN_CACHE_GB` by default; None lifts it.
     """
 
     PRUNE_TO = 0.8  # a prune leaves this share of the limit, so it does not run on every write
     STALE_TMP_S = 3600.0  # half-written entries older than this are left-overs of killed runs
 
-    def __init__(self, root: str | Path | None, max_bytes: int | None | str = "env") -> None:
+    def __init__(
+        self, root: str | Path | None, max_bytes: int | None | Literal["env"] = "env"
+    ) -> None:
         self.root = Path(root) if root is not None else None
         self.max_bytes = cache_limit_from_env() if max_bytes == "env" else max_bytes
         self._written = 0  # bytes written since the last prune
