@@ -4,6 +4,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# disk a new .venv needs: 6.7 GB on x86_64, where torch's wheel is a CUDA build, and room to unpack
+VENV_GB := 8
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
@@ -12,6 +14,9 @@ export MPLBACKEND := Agg
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || [ $$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}') -ge $(VENV_GB) ] || \
+		{ echo "make setup: .venv needs about $(VENV_GB) GB free (torch's x86_64 wheel is a CUDA build);" \
+		"$$(df -Ph . | awk 'NR==2 {print $$4}') free here" >&2; exit 1; }
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3"
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
