@@ -2,7 +2,8 @@
 replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.5 px short.
 
 The profile misses bars 3-3.5 px short (README, "Where the limit lies"); this asks whether more
-of them in training helps. It renders the extra frames with the synthetic renderer, writes
+of them in training helps. It renders the extra frames with the synthetic renderer
+(`barsalign.synth.hard_pool`, which the CPU profile's `synthetic_twins` uses too), writes
 `labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`
 line that trains on it against the profile, on the validation and the held-out set. Whole
 clip groups of the pool make room for the new frames (unless `--add`), so a run keeps the
@@ -19,44 +20,13 @@ Run: .venv/bin/python benchmarks/hard_pool.py [--out data/hard_pool] [--frames 6
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
-import random
 import sys
 from collections import Counter
 from pathlib import Path
 
 from barsalign.config import DATA_DIR
 from barsalign.errors import BarsalignError
-from barsalign.synth import (
-    STOPPER_ROI,
-    SynthConfig,
-    ensure_default,
-    load_metadata,
-)
-
-
-def mixed_rows(
-    pool_root: Path, extra_root: Path, replace: bool, seed: int = 0
-) -> list[tuple[Path, str]]:
-    """(path, label) of the pool, less whole clip groups (shuffled by `seed`) until as many
-    frames as there are extra ones are out when `replace`, followed by the extra frames."""
-    pool = [r for r in load_metadata(pool_root) if str(r["file"]).startswith("train_set/")]
-    extra = [r for r in load_metadata(extra_root) if str(r["file"]).startswith("train_set/")]
-    drop: set[str] = set()
-    if replace:
-        sizes = Counter(str(r["clip_id"]) for r in pool)
-        groups = sorted(sizes)
-        random.Random(seed).shuffle(groups)
-        dropped = 0
-        for g in groups:
-            if dropped >= len(extra):
-                break
-            drop.add(g)
-            dropped += sizes[g]
-    kept = [(pool_root / r["file"], r["label"]) for r in pool if str(r["clip_id"]) not in drop]
-    return kept + [(extra_root / r["file"], r["label"]) for r in extra]
+from barsalign.synth import STOPPER_ROI, ensure_default, hard_pool, load_metadata
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=Path, help="a rendered data set (default: the synthetic one)")
     args = ap.parse_args(argv)
     try:
-        if args.frames < 1:
-            raise BarsalignError(f"--frames must be >= 1, not {args.frames}")
         try:
             lo, hi = (float(x) for x in args.hard_gap.split(","))
         except ValueError:
@@ -82,38 +50,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"--hard-gap must look like 3,4.5, not {args.hard_gap!r}"
             ) from None
         pool_root = args.pool or ensure_default()
-        stamp = pool_root / "synth_config.json"
-        if not stamp.is_file():
-            raise BarsalignError(f"{stamp} not found: is {pool_root} from `barsalign synth`?")
-        try:
-            pool_cfg = SynthConfig.from_json(json.loads(stamp.read_text()))
-        except (ValueError, TypeError, AttributeError) as err:
-            raise BarsalignError(f"{stamp}: not a readable synth config ({err})") from None
-        cfg = dataclasses.replace(  # the pool's cameras and frame size; bar scenes only
-            pool_cfg,
-            seed=args.seed,
-            n_example=0,
-            n_pool=args.frames,
-            n_clips=0,
-            other_scene_fraction=0.0,
+        csv = hard_pool(
+            pool_root,
+            args.out,
+            frames=args.frames,
             hard_fraction=args.hard_fraction,
             hard_gap_px=(lo, hi),
+            seed=args.seed,
+            add=args.add,
+            twins=args.twins,
         )
-        if args.twins:  # the aligned half of the extra frames are the twins
-            cfg = dataclasses.replace(cfg, aligned_fraction=0.0, twin_fraction=1.0)
-        extra_root = ensure_default(cfg, args.out / "frames")
-        rows = mixed_rows(pool_root, extra_root, replace=not args.add)
     except BarsalignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    csv = args.out / "labels.csv"
-    lines = [f"{os.path.relpath(p, csv.parent)},{label}" for p, label in rows]
-    csv.write_text("path,label\n" + "\n".join(lines) + "\n")
+    extra_root = args.out / "frames"
     kinds = Counter(str(r.get("kind")) for r in load_metadata(extra_root))
     short = f"{kinds['hard']} with a bar {lo:g}-{hi:g} px short"
     if args.twins:
         short += f", {kinds['twin']} flush twins"
-    print(f"{csv}: {len(rows)} frames, {args.frames} of them from {extra_root} ({short})")
+    n_rows = len(csv.read_text().splitlines()) - 1
+    print(f"{csv}: {n_rows} frames, {args.frames} of them from {extra_root} ({short})")
     roi = ", ".join(f"{v:g}" for v in STOPPER_ROI)
     val = pool_root / "example_set"
     name = "twin pool" if args.twins else "hard pool"
