@@ -12,6 +12,7 @@ RUNS_DIR = REPORTS_DIR / "runs"
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 CONF_DIR = PROJ_ROOT / "conf"
 SYNTH_DIR = DATA_DIR / "synthetic"
+SYNTH_TWINS_DIR = DATA_DIR / "synthetic_twins"  # the CPU profile's short-bar scenes and twins
 """Where the default synthetic data set is rendered (`barsalign synth` with no --out)."""
 KERNEL_NAME = "barsalign"
 """The Jupyter kernel registered inside `.venv` by `make setup`."""

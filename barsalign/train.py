@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from barsalign.augment import AugmentConfig
-from barsalign.config import CONF_DIR, RUNS_DIR
+from barsalign.config import CONF_DIR, RUNS_DIR, SYNTH_TWINS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import MODES, PreprocessConfig
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
@@ -38,6 +38,10 @@ class FinetuneConfig:
         data_dir: labelled frames; None means the synthetic default (rendered if missing):
             its labelled pool `train_set/labels.csv`, validated on `example_set/`.
         val_data_dir: a separate validation folder; None splits `data_dir` by clip.
+        synthetic_twins: on the synthetic default only: this many pool frames (whole clip
+            groups) give way to scenes with one bar 3-4.5 px short, each followed by its twin
+            with every bar flush (`barsalign.synth.hard_pool`, rendered once into
+            `data/synthetic_twins/`). Does nothing with your own `data_dir`.
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
@@ -62,6 +66,7 @@ class FinetuneConfig:
     image_size: int | None = None
     data_dir: str | None = None
     val_data_dir: str | None = None
+    synthetic_twins: int = 0
     run_name: str | None = None
     run_dir: str | None = None
     epochs: int = 2
@@ -111,6 +116,7 @@ class FinetuneConfig:
         checks = [
             (int(self.image_size) >= 32, f"image_size must be >= 32, not {self.image_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
+            (self.synthetic_twins >= 0, f"synthetic_twins must be >= 0: {self.synthetic_twins}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}"),
@@ -246,14 +252,22 @@ def _preprocess_dict(datamodule: Any) -> dict[str, Any] | None:
     return None
 
 
-def with_synthetic_default(cfg: FinetuneConfig) -> FinetuneConfig:
-    """The synthetic default, the plant's way: train on the labelled pool, validate on the
-    example set (rendered first if missing)."""
-    from barsalign.synth import ensure_default, pool_labels
+def with_synthetic_default(
+    cfg: FinetuneConfig, root: Path | None = None, twins_dir: Path = SYNTH_TWINS_DIR
+) -> FinetuneConfig:
+    """The synthetic default, the plant's way: train on the labelled pool (with
+    `cfg.synthetic_twins`, partly short-bar scenes and their twins, into `twins_dir`), validate
+    on the example set; `root` is the rendered data set (default: rendered first if missing)."""
+    from barsalign.synth import ensure_default, hard_pool, pool_labels
 
-    root = ensure_default()
+    root = root or ensure_default()
     val = cfg.val_data_dir if cfg.val_data_dir is not None else str(root / "example_set")
-    return dataclasses.replace(cfg, data_dir=str(pool_labels(root)), val_data_dir=val)
+    if cfg.synthetic_twins:
+        data = hard_pool(root, twins_dir, frames=cfg.synthetic_twins, hard_fraction=1.0, twins=True)
+        log.info("training pool: %d frames are short-bar scenes and twins", cfg.synthetic_twins)
+    else:
+        data = pool_labels(root)
+    return dataclasses.replace(cfg, data_dir=str(data), val_data_dir=val)
 
 
 def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
@@ -367,6 +381,8 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     )
     if cfg.data_dir is None and datamodule is None:  # after the model: a bad name fails first
         cfg = with_synthetic_default(cfg)
+    elif cfg.synthetic_twins:
+        log.info("synthetic_twins=%d: not used, the frames are your own", cfg.synthetic_twins)
     if datamodule is None:
         datamodule = make_datamodule(cfg, data_config(model.backbone, int(cfg.image_size or 224)))
     preprocess = _preprocess_dict(datamodule)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -378,3 +379,30 @@ def test_04_finetune_notebook_runs(synth_small: Path, run_notebook, tmp_path: Pa
     summary = json.loads((run / "summary.json").read_text())
     assert summary["backbone"] == "mobilenetv3_large_100" and summary["epochs"] == 2
     assert len(pd.read_csv(run / "metrics.csv")) == 2
+
+
+def test_synthetic_twins_swap_pool_frames_for_short_bar_scenes_and_their_twins(
+    synth_small: Path, tmp_path: Path
+) -> None:
+    from barsalign.data import load_labels
+    from barsalign.synth import load_metadata
+    from barsalign.train import with_synthetic_default
+
+    root = shutil.copytree(synth_small, tmp_path / "synth")  # the pool gets a labels.csv
+    plain = with_synthetic_default(FinetuneConfig(), root=root, twins_dir=tmp_path / "tw")
+    assert Path(plain.data_dir) == root / "train_set" / "labels.csv"
+    assert plain.val_data_dir == str(root / "example_set")
+    assert not (tmp_path / "tw").exists(), "no twins unless asked"
+    cfg = FinetuneConfig(synthetic_twins=8)
+    twins = with_synthetic_default(cfg, root=root, twins_dir=tmp_path / "tw")
+    assert Path(twins.data_dir) == tmp_path / "tw" / "labels.csv"
+    assert twins.val_data_dir == plain.val_data_dir, "validation stays the example set"
+    extra = load_metadata(tmp_path / "tw" / "frames")
+    kinds = [(r["kind"], r["label"]) for r in extra]
+    assert kinds == [("hard", "not_aligned"), ("twin", "aligned")] * 4, "each followed by its twin"
+    assert all(3.0 <= r["max_gap_px"] <= 4.5 for r in extra if r["kind"] == "hard")
+    items = load_labels(twins.data_dir)
+    ours = [it for it in items if it.path.resolve().is_relative_to((tmp_path / "tw").resolve())]
+    assert len(items) <= 24 and len(ours) == 8, "8 pool frames give way to 8 new ones"
+    with pytest.raises(BarsalignError, match="synthetic_twins must be >= 0"):
+        FinetuneConfig(synthetic_twins=-1)
