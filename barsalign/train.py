@@ -209,22 +209,18 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     return data
 
 
-DEMO_MINUTES = 9.0
-"""Training budget of each Lite0 run in `make demo` (the issue's target: under 10 minutes)."""
-
-
 def finetune_demo_runs(demo_run: Any) -> list[Any]:
     """The 04_finetune runs of `make demo`, on the CPU profile (reports.DemoRun as `demo_run`).
 
     EfficientNet-Lite0 from the packaged ImageNet weights and from random initialisation on
-    the same budget (9 minutes each), then MobileNetV3-Large (no weights on this machine:
-    random, 2 minutes); the budgets keep the whole demo near 30 minutes on 2 cores. The
+    the profile's budget (`max_minutes`, 9.5), then MobileNetV3-Large (no weights on this
+    machine: random, 2 minutes); the budgets keep the whole demo near 30 minutes on 2 cores. The
     random starts train every layer: the profile's frozen early stages keep ImageNet filters,
     and frozen random filters would only handicap them.
     """
     cpu = load_profile(CONF_DIR / "cpu.yaml")
     lite0, mnv3 = "tf_efficientnet_lite0", "mobilenetv3_large_100"
-    budget = {**cpu, "max_minutes": DEMO_MINUTES}
+    budget = cpu  # the issue's target: F0.5 >= 0.95 in under 10 minutes of CPU training
     random = {"weights": "random", "freeze_stages": 0}
     return [
         demo_run("04_finetune", f"finetune_{lite0}", budget, "Lite0 fine-tuned from ImageNet"),
