@@ -281,7 +281,7 @@ def per_frame_table(data: LabelledSet, scores: np.ndarray, threshold: float) -> 
 
 GAP_BINS = (0.0, 1.0, 3.0, 3.5, 4.0, 5.0, 8.0, 16.0, 32.0, 64.0, 1e9)
 """Largest-gap bins (px): fine across the renderer's hard cases (3-8 px), where a model's
-detection limit lies (the CPU profile misses 3.1-3.5 px gaps and catches 3.75 px and up)."""
+detection limit lies (the CPU profile's misses are mostly 3.1-3.5 px gaps at night)."""
 
 
 def error_rates(frames: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -1,8 +1,8 @@
 """A training pool richer in the hardest cases: the default pool with some of its frames
 replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.5 px short.
 
-The profile misses bars 3-3.5 px short (README, "Where the limit lies"); this asks whether more
-of them in training helps. It renders the extra frames with the synthetic renderer
+Bars 3-3.5 px short are the hardest frames (README, "Why twins without blur"); this asks how
+many of them, and in what form, training needs. It renders the extra frames with the synthetic renderer
 (`barsalign.synth.hard_pool`, which the CPU profile's `synthetic_twins` uses too), writes
 `labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`
 line that trains on it against the profile, on the validation and the held-out set. Whole
