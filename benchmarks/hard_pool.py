@@ -2,8 +2,8 @@
 replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.5 px short.
 
 Bars 3-3.5 px short are the hardest frames (README, "Why twins without blur"); this asks how
-many of them, and in what form, training needs. It renders the extra frames with the synthetic renderer
-(`barsalign.synth.hard_pool`, which the CPU profile's `synthetic_twins` uses too), writes
+many of them, and in what form, training needs. It renders the extra frames with the synthetic
+renderer (`barsalign.synth.hard_pool`, which the CPU profile's `synthetic_twins` uses too), writes
 `labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`
 line that trains on it against the profile, on the validation and the held-out set. Whole
 clip groups of the pool make room for the new frames (unless `--add`), so a run keeps the
