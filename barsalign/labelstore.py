@@ -1,26 +1,34 @@
 """Label storage that never loses a label: an fsynced, file-locked JSON-lines journal is the truth.
 
 Beside the journal sit the seed's class files (`class_aligned.txt`, `class_not_aligned.txt`,
-`class_skipped.txt`, one path a line) rebuilt from it, plus `class_unreadable.txt`.
+`class_skipped.txt`, one path a line) rebuilt from it, plus `class_unreadable.txt`. Class files
+found without a journal (the plant's own, or lines the journal never saw) are imported into it
+under the annotator "import" before anything is rebuilt, so opening a store never empties them.
+A folder that cannot be written opens read-only: its labels can be read, not changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
 from barsalign.errors import BarsalignError
+from barsalign.outputs import atomic_write_text, os_error
 
 CLASSES: tuple[str, ...] = ("aligned", "not_aligned", "skipped")
 ALL_CLASSES: tuple[str, ...] = CLASSES + ("unreadable",)
 JOURNAL = "journal.jsonl"
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMPORT_ANNOTATOR = "import"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INDEX_RE = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
 
 
@@ -46,14 +54,38 @@ def in_range(paths: Iterable[str | Path], start: int | None, end: int | None) ->
     return out
 
 
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot be one line of a class file (None when it can)."""
+    if _CONTROL.search(path):
+        return "a line break, tab or other control character in the path"
+    if path != path.strip() or not path:
+        return "empty, or blanks at the start or end of the path"
+    if path.startswith("{") or not path.lower().endswith(IMAGE_EXT):
+        return f"not an image path ({', '.join(IMAGE_EXT)})"
+    return None
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's content; unreadable or not UTF-8 is a BarsalignError naming it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise BarsalignError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise BarsalignError(f"{path}:{line}: not UTF-8 text (byte {err.start})") from None
+
+
 def read_class_file(path: Path) -> list[str]:
     """Paths listed in one class file; a malformed line is an error naming file and line."""
     out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_file(path).splitlines(), 1):
         s = line.strip()
         if not s:
             continue
-        if "\t" in s or s.startswith("{") or not s.lower().endswith(IMAGE_EXT):
+        if path_problem(s):
             raise BarsalignError(f"{path}:{n}: not an image path: {s[:80]!r}")
         out.append(s)
     return out
@@ -68,13 +100,19 @@ def _fsync_append(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _journal_problem(e: Any) -> str | None:
+    """Why a parsed journal line is not a label or undo entry (None when it is one)."""
+    if not isinstance(e, dict):
+        return "not a JSON object"
+    kinds = {"annotator": str, "path": str, "action": str, "cls": str, "seq": int}
+    wrong = [k for k, t in kinds.items() if not isinstance(e.get(k), t)]
+    if wrong:
+        return f"lacks {', '.join(wrong)} (or of the wrong type)"
+    if e["action"] not in ("label", "undo"):
+        return f"unknown action {e['action']!r}"
+    if e["cls"] not in ALL_CLASSES:
+        return f"unknown class {e['cls']!r}"
+    return None
 
 
 class LabelStore:
@@ -88,19 +126,48 @@ class LabelStore:
         annotator: str = "anon",
     ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         if (local_prefix is None) != (server_prefix is None):
             raise BarsalignError("give both local_prefix and server_prefix, or neither")
+        if self.folder.exists() and not self.folder.is_dir():
+            raise BarsalignError(f"labels folder {self.folder} is a file, not a folder")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(self.folder, err, "make the labels folder") from None
+        self.read_only = not os.access(self.folder, os.W_OK)
         self.local_prefix, self.server_prefix = local_prefix, server_prefix
         self.annotator = annotator
         self.journal = self.folder / JOURNAL
         self._lock = FileLock(str(self.folder / ".labels.lock"))
         self._entries: list[dict] = []
+        self._lines = 0  # journal lines read (entries may also hold read-only imports)
         self._offset = 0
-        with self._lock:
+        with self._locked():
             self._repair_tail()
             self._refresh()
+            self._import_class_files()
             self._rebuild_class_files()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The store's file lock; none in a read-only folder (nothing is written there)."""
+        if self.read_only:
+            yield
+            return
+        try:
+            self._lock.acquire()
+        except OSError as err:
+            raise BarsalignError(f"cannot lock {self.folder}: {err.strerror or err}") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise BarsalignError(
+                f"labels folder {self.folder} is read-only: labels can be read, not recorded"
+            )
 
     # -- prefix rewrite -------------------------------------------------------------------
     def to_server(self, path: str | Path) -> str:
@@ -123,8 +190,8 @@ class LabelStore:
     # -- journal --------------------------------------------------------------------------
     def _repair_tail(self) -> None:
         """Drop a half-written last line (a process killed mid-write); earlier lines stay."""
-        if not self.journal.exists():
-            return
+        if self.read_only or not self.journal.exists():
+            return  # a reader skips a half-written line without cutting it
         data = self.journal.read_bytes()
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
@@ -140,18 +207,62 @@ class LabelStore:
             f.seek(self._offset)
             data = f.read()
         end = data.rfind(b"\n") + 1
-        for k, line in enumerate(data[:end].splitlines(), len(self._entries) + 1):
+        for k, line in enumerate(data[:end].splitlines(), self._lines + 1):
             try:
                 e = json.loads(line)
-                assert e["action"] in ("label", "undo") and e["cls"] in ALL_CLASSES
-            except Exception:
+            except ValueError:
                 raise BarsalignError(f"{self.journal}:{k}: malformed journal line") from None
+            why = _journal_problem(e)
+            if why:
+                raise BarsalignError(f"{self.journal}:{k}: malformed journal line: {why}")
             self._entries.append(e)
+            self._lines += 1
         self._offset += end
+
+    def _import_class_files(self) -> None:
+        """Class-file lines whose path the journal never mentions become journal entries of
+        the annotator "import" (kept in memory only when the folder is read-only)."""
+        mentioned = {e["path"] for e in self._entries}
+        found: dict[str, str] = {}
+        for cls in ALL_CLASSES:
+            f = class_file(self.folder, cls)
+            if not f.is_file():
+                continue
+            for p in read_class_file(f):
+                if p in mentioned:
+                    continue
+                if found.get(p, cls) != cls:
+                    raise BarsalignError(
+                        f"{f}: {p} is also in {class_file(self.folder, found[p]).name}; "
+                        "keep it in one class file"
+                    )
+                found[p] = cls
+        if not found:
+            return
+        now = time.time()
+        new = [
+            {
+                "t": now,
+                "seq": len(self._entries) + i,
+                "annotator": IMPORT_ANNOTATOR,
+                "path": p,
+                "action": "label",
+                "cls": c,
+            }
+            for i, (p, c) in enumerate(found.items())
+        ]
+        if self.read_only:
+            self._entries += new
+            return
+        _fsync_append(self.journal, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in new))
+        self._entries += new
+        self._lines += len(new)
+        self._offset = self.journal.stat().st_size
 
     def _append(self, entry: dict) -> None:
         _fsync_append(self.journal, json.dumps(entry, ensure_ascii=False) + "\n")
         self._entries.append(entry)
+        self._lines += 1
         self._offset = self.journal.stat().st_size
 
     def _state(self) -> tuple[dict[str, str], list[dict]]:
@@ -177,12 +288,17 @@ class LabelStore:
         return state, conflicts
 
     def _rebuild_class_files(self) -> None:
+        """Class files rewritten from the journal where they differ from it."""
+        if self.read_only:
+            return
         state, _ = self._state()
         for cls in ALL_CLASSES:
             lines = [p for p, c in state.items() if c == cls]
             f = class_file(self.folder, cls)
             if lines or f.exists() or cls in CLASSES:
-                _atomic_write(f, "".join(p + "\n" for p in lines))
+                text = "".join(p + "\n" for p in lines)
+                if not f.is_file() or read_text_file(f) != text:
+                    atomic_write_text(f, text)
 
     # -- public API -----------------------------------------------------------------------
     def label(self, path: str | Path, cls: str) -> None:
@@ -190,7 +306,11 @@ class LabelStore:
         if cls not in ALL_CLASSES:
             raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(ALL_CLASSES)}")
         sp = self.to_server(path)
-        with self._lock:
+        why = path_problem(sp)
+        if why:
+            raise BarsalignError(f"cannot label {sp[:120]!r}: {why}")
+        self._writable()
+        with self._locked():
             self._repair_tail()
             self._refresh()
             before, _ = self._state()
@@ -210,7 +330,8 @@ class LabelStore:
 
     def undo(self) -> str | None:
         """Undo this annotator's last label, also one made before a restart; returns its path."""
-        with self._lock:
+        self._writable()
+        with self._locked():
             self._repair_tail()
             self._refresh()
             st: list[dict] = []
@@ -239,14 +360,14 @@ class LabelStore:
 
     def labeled(self) -> dict[str, str]:
         """Local path -> class for every labelled frame (latest label wins)."""
-        with self._lock:
+        with self._locked():
             self._refresh()
             state, _ = self._state()
         return {self.to_local(p): c for p, c in state.items()}
 
     def conflicts(self) -> list[dict]:
         """Frames given different classes (by different annotators or a relabel)."""
-        with self._lock:
+        with self._locked():
             self._refresh()
             return self._state()[1]
 
@@ -256,7 +377,7 @@ class LabelStore:
         return [str(p) for p in paths if str(p) not in done]
 
     def entries(self) -> list[dict]:
-        with self._lock:
+        with self._locked():
             self._refresh()
             return list(self._entries)
 
