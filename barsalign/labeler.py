@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import filecmp
+import io
 import os
 import random
 import shutil
@@ -22,12 +24,25 @@ import numpy as np
 
 from barsalign.errors import BarsalignError
 from barsalign.labelstore import (
+    ALL_CLASSES,
     CLASSES,
+    IMAGE_EXT,
+    JOURNAL,
     LabelStore,
     class_file,
     frame_index,
     in_range,
+    path_problem,
     read_class_file,
+    read_text_file,
+)
+from barsalign.outputs import (
+    atomic_path,
+    atomic_write_text,
+    check_output_dir,
+    check_output_file,
+    is_within,
+    os_error,
 )
 
 KEYS = {"ArrowRight": "aligned", "ArrowLeft": "not_aligned", "ArrowDown": "skipped"}
@@ -239,54 +254,105 @@ class Labeler:
 
 # -- conversions and CLI ------------------------------------------------------------------
 def export_labels(labels_dir: Path, to: Path, form: str = "folders", copy: bool = False) -> int:
-    """Class files -> `to/aligned/`, `to/not_aligned/` (links or copies) or a CSV; returns count."""
+    """Class files -> `to/aligned/`, `to/not_aligned/` (links or copies) or a CSV; returns count.
+
+    Everything is checked before anything is written: `to` holds none of the labelled frames,
+    no two frames share a name within a class, and no file other than an earlier export's
+    link (or identical copy) would be replaced. Each link or copy is written atomically.
+    """
+    labels_dir, to = Path(labels_dir), Path(to)
     rows = []
     for c in ("aligned", "not_aligned"):
         f = class_file(labels_dir, c)
         if f.exists():
             rows += [(p, c) for p in read_class_file(f)]
-    to = Path(to)
+    store_files = [class_file(labels_dir, c) for c in ALL_CLASSES] + [labels_dir / JOURNAL]
     if form == "csv":
-        to.parent.mkdir(parents=True, exist_ok=True)
-        with open(to, "w", newline="") as f:
-            csv.writer(f).writerows([("path", "label"), *rows])
+        check_output_file(to, store_files, "--to")
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([("path", "label"), *rows])
+        atomic_write_text(to, buf.getvalue())
         return len(rows)
+    # 1. the plan, checked in full before the first write
+    plan: dict[Path, tuple[str, str]] = {}
     for p, c in rows:
-        if not Path(p).exists():
+        src = Path(p)
+        if not src.exists():
             raise BarsalignError(f"{class_file(labels_dir, c)}: {p} does not exist")
-        d = to / c
-        d.mkdir(parents=True, exist_ok=True)
-        dst = d / Path(p).name
-        if dst.exists() or dst.is_symlink():
-            dst.unlink()
-        shutil.copy2(p, dst) if copy else os.symlink(os.path.abspath(p), dst)
+        if is_within(src.parent, to):
+            raise BarsalignError(
+                f"--to {to} holds the labelled frame {p}: export into another folder, "
+                "never among the frames themselves"
+            )
+        dst = to / c / src.name
+        if dst in plan:
+            raise BarsalignError(
+                f"{plan[dst][0]} and {p} would both be exported as {c}/{src.name}: "
+                "export to a .csv (--to labels.csv) instead"
+            )
+        plan[dst] = (p, c)
+    for dst, (p, _) in plan.items():
+        if dst.is_symlink() or not dst.exists():
+            continue  # an earlier export's link, or nothing: replaced
+        if not (copy and dst.is_file() and filecmp.cmp(dst, p, shallow=False)):
+            raise BarsalignError(
+                f"{dst} exists and is not a link to {p}: it would be overwritten; "
+                "export into an empty folder"
+            )
+    check_output_dir(to, [labels_dir], "--to")
+    # 2. links (or copies), each through a temporary name and a rename
+    for dst, (p, _) in plan.items():
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(dst.parent, err, "make") from None
+        with atomic_path(dst) as tmp:
+            shutil.copy2(p, tmp) if copy else os.symlink(os.path.abspath(p), tmp)
     return len(rows)
 
 
+def _csv_pairs(src: Path) -> list[tuple[str, str]]:
+    """(path, label) rows of a CSV, every path checked to be one image path a line."""
+    pairs: list[tuple[str, str]] = []
+    reader = csv.reader(io.StringIO(read_text_file(src), newline=""))
+    for n, row in enumerate(reader, 1):
+        if n == 1 and row == ["path", "label"]:
+            continue
+        line = reader.line_num
+        if len(row) != 2 or row[1] not in CLASSES:
+            raise BarsalignError(f"{src}:{line}: expected 'path,label' with a known label")
+        why = path_problem(row[0])
+        if why:
+            raise BarsalignError(f"{src}:{line}: {row[0][:80]!r}: {why}")
+        pairs.append((row[0], row[1]))
+    return pairs
+
+
 def import_labels(src: Path, labels_dir: Path, annotator: str = "import") -> int:
-    """A folder layout (`aligned/`, `not_aligned/`) or a CSV (path,label) -> the label store."""
+    """A folder layout (`aligned/`, `not_aligned/`) or a CSV (path,label) -> the label store.
+
+    Every row is checked before the first label is recorded.
+    """
     src = Path(src)
-    store = LabelStore(labels_dir, annotator=annotator)
     pairs: list[tuple[str, str]] = []
     if src.is_file():
-        with open(src, newline="") as f:
-            for n, row in enumerate(csv.reader(f), 1):
-                if n == 1 and row == ["path", "label"]:
-                    continue
-                if len(row) != 2 or row[1] not in CLASSES:
-                    raise BarsalignError(f"{src}:{n}: expected 'path,label' with a known label")
-                pairs.append((row[0], row[1]))
+        pairs = _csv_pairs(src)
     elif src.is_dir():
         for c in ("aligned", "not_aligned"):
-            pairs += [
-                (str((src / c / n).absolute()), c)
-                for n in sorted(os.listdir(src / c))
-                if (src / c).is_dir()
-            ]
+            if (src / c).is_dir():
+                pairs += [
+                    (str((src / c / n).absolute()), c)
+                    for n in sorted(os.listdir(src / c))
+                    if n.lower().endswith(IMAGE_EXT) and (src / c / n).is_file()
+                ]
         if not pairs:
             raise BarsalignError(f"{src}: no aligned/ or not_aligned/ frames found")
+        bad = [p for p, _ in pairs if path_problem(p)]
+        if bad:
+            raise BarsalignError(f"{bad[0][:120]!r}: {path_problem(bad[0])}")
     else:
         raise BarsalignError(f"{src}: no such file or folder")
+    store = LabelStore(labels_dir, annotator=annotator)
     done = store.labeled()
     for p, c in pairs:
         if done.get(p) != c:

@@ -137,6 +137,11 @@ def test_1_export_into_the_imported_folder_keeps_every_frame(
     one_line_error(capsys, "img_00001.jpg", "labelled frame")
     assert not any(p.is_symlink() for p in rt.rglob("*"))
     assert snapshot(rt) == before
+    out = tmp_path / "out"
+    for _ in range(2):  # into another folder it works, and a second export replaces its links
+        assert main(["labels", "export", str(tmp_path / "lab"), "--to", str(out)]) == 0
+    link = out / "aligned" / "img_00001.jpg"
+    assert link.is_symlink() and link.read_bytes() == before["aligned/img_00001.jpg"]
 
 
 def test_2_a_store_on_the_plant_class_files_imports_them(tmp_path: Path) -> None:
