@@ -72,6 +72,18 @@ def check_output_file(
     return p
 
 
+def refuse_inside(path: str | Path, inputs: Iterable[str | Path], what: str) -> None:
+    """A BarsalignError when the output folder `path` is one of the input folders or lies
+    inside one (its outputs would mix with, or become, inputs)."""
+    for src in inputs:
+        if is_within(path, src):
+            where = "is" if same_file(path, src) else "lies inside"
+            raise BarsalignError(
+                f"{what} {path} {where} the input folder {src}: barsalign never writes among "
+                "its inputs; choose another folder"
+            )
+
+
 def check_output_dir(
     path: str | Path, inputs: Iterable[str | Path] = (), what: str = "output folder"
 ) -> Path:
@@ -80,13 +92,7 @@ def check_output_dir(
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise BarsalignError(f"{what} {p} is a file, not a folder")
-    for src in inputs:
-        if is_within(p, src):
-            where = "is" if same_file(p, src) else "lies inside"
-            raise BarsalignError(
-                f"{what} {p} {where} the input folder {src}: barsalign never writes among "
-                "its inputs; choose another folder"
-            )
+    refuse_inside(p, inputs, what)
     _check_writable(p.absolute(), p)
     return p
 

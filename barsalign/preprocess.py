@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,9 +30,15 @@ import cv2
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.outputs import atomic_write_bytes, check_output_dir, os_error, refuse_inside
 
 MODES = ("none", "grayscale", "edges")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_TARGET_SIZE = 4096  # a 4096 px square is 16 M pixels a frame; beyond, memory runs out
+MAX_BLUR_KERNEL = 255
+MIN_SCORING_SCALE = 0.5
+"""A frame is scored only when its stopper square is at least this share of the model's input
+side: a smaller one would be upscaled more than twice, into pixels the model never saw."""
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,36 @@ class PreprocessConfig:
             object.__setattr__(self, "roi", parse_roi(self.roi))
         if self.mask_left is None:  # the region already leaves the bar bodies out
             object.__setattr__(self, "mask_left", self.roi is None)
+        numbers = ("mask_fraction", "dark_threshold", "dark_alpha", "dark_beta")
+        numbers += ("light_alpha", "light_beta")
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise BarsalignError(f"PreprocessConfig: {name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise BarsalignError(f"PreprocessConfig: {name} must be finite, not {value}")
+        for name in ("target_size", "blur_kernel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise BarsalignError(
+                    f"PreprocessConfig: {name} must be a whole number, not {value!r}"
+                )
         checks = [
-            (self.mode in MODES, f"mode must be one of {MODES}, not {self.mode!r}"),
-            (int(self.target_size) >= 8, f"target_size must be >= 8, not {self.target_size}"),
             (
-                int(self.blur_kernel) >= 1 and int(self.blur_kernel) % 2 == 1,
-                f"blur_kernel must be odd and >= 1, not {self.blur_kernel}",
+                isinstance(self.mode, str) and self.mode in MODES,
+                f"mode must be one of {MODES}, not {self.mode!r}",
+            ),
+            (
+                isinstance(self.mask_left, bool),
+                f"mask_left must be true, false or null, not {self.mask_left!r}",
+            ),
+            (
+                8 <= self.target_size <= MAX_TARGET_SIZE,
+                f"target_size must lie in 8..{MAX_TARGET_SIZE}, not {self.target_size}",
+            ),
+            (
+                1 <= self.blur_kernel <= MAX_BLUR_KERNEL and self.blur_kernel % 2 == 1,
+                f"blur_kernel must be odd, in 1..{MAX_BLUR_KERNEL}, not {self.blur_kernel}",
             ),
             (0.0 <= self.mask_fraction <= 1.0, "mask_fraction must lie in [0, 1]"),
         ]
@@ -123,6 +154,8 @@ def crop_roi(image: np.ndarray, roi: tuple[float, float, float, float] | None) -
 def to_bgr8(image: np.ndarray, name: str = "frame") -> np.ndarray:
     """Any 2-D/3-D uint8/uint16/float image as 3-channel uint8 BGR (explicit conversions)."""
     img = np.asarray(image)
+    if img.size == 0:
+        raise BarsalignError(f"{name}: empty image (shape {img.shape})")
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
     elif img.dtype in (np.float32, np.float64):
@@ -158,7 +191,10 @@ def decode_image(data: bytes, name: str = "frame") -> np.ndarray:
         raise BarsalignError(f"{name}: empty file")
     if _truncated(data):
         raise BarsalignError(f"{name}: truncated image file (no end marker)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None  # OpenCV raises on some malformed headers (a size beyond its limit)
     if img is None or img.size == 0:
         raise BarsalignError(f"{name}: not a readable image")
     return to_bgr8(img, name)
@@ -172,6 +208,21 @@ def read_image(path: str | Path) -> np.ndarray:
     except OSError as err:
         raise BarsalignError(f"{p}: cannot read ({err.strerror or err})") from None
     return decode_image(data, str(p))
+
+
+def scoring_problem(image: np.ndarray, cfg: PreprocessConfig) -> str | None:
+    """Why a frame cannot be scored by a model whose input side is `cfg.target_size` (None
+    when it can): its stopper square (inside the region of interest) is below
+    `MIN_SCORING_SCALE` of that side, so it would be blown up from a few pixels."""
+    h, w = crop_roi(np.asarray(image), cfg.roi).shape[:2]
+    side, size = min(h, w), int(cfg.target_size)
+    if side < MIN_SCORING_SCALE * size:
+        region = " (in its region of interest)" if cfg.roi else ""
+        return (
+            f"frame {w}x{h}{region} is far below the model's input size {size}x{size}: "
+            f"a square of {side} px would be upscaled {size / max(side, 1):.0f}x"
+        )
+    return None
 
 
 def crop_resize(image_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -329,23 +380,49 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def preprocess_folder(in_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig) -> dict:
-    """Write every frame of `in_dir` processed (PNG, same relative path) to `out_dir`."""
+    """Write every frame of `in_dir` processed (PNG, same relative path) to `out_dir`.
+
+    Checked before the first frame is read: `out_dir` is not `in_dir` nor inside it, it can
+    be written, and no two inputs map to one output (`a.jpg` and `a.png` both to `a.png`).
+    Each PNG is written atomically; a failed write fails the command, naming the file.
+    """
     src, dst = Path(in_dir), Path(out_dir)
     if not src.is_dir():
         raise BarsalignError(f"{src}: not a folder")
     files = list_images(src)
     if not files:
         raise BarsalignError(f"{src}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    bad: list[str] = []
+    # 1. one output per input, none of them an input
+    refuse_inside(dst, [src], "output folder")
+    inputs = {f.resolve() for f in files}
+    targets: dict[Path, Path] = {}
     for f in files:
+        target = (dst / f.relative_to(src)).with_suffix(".png")
+        if target in targets:
+            raise BarsalignError(
+                f"{targets[target]} and {f} would both be written as {target}: "
+                "rename one of them (or preprocess them from separate folders)"
+            )
+        if target.resolve() in inputs:
+            raise BarsalignError(f"{target} is an input frame: choose another output folder")
+        targets[target] = f
+    check_output_dir(dst, [src])
+    # 2. read, preprocess, write
+    bad: list[str] = []
+    for target, f in targets.items():
         try:
             out = preprocess(read_image(f), cfg)
         except BarsalignError as err:
             bad.append(str(err))
             continue
-        target = (dst / f.relative_to(src)).with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target), out)
+        ok, buf = cv2.imencode(".png", out)
+        if not ok:
+            raise BarsalignError(f"{target}: OpenCV could not encode the processed frame as PNG")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(target.parent, err, "make") from None
+        atomic_write_bytes(target, buf.tobytes(), fsync=False)
     return {"written": len(files) - len(bad), "unreadable": bad}
 
 
