@@ -14,6 +14,27 @@ import pandas as pd
 from barsalign.errors import BarsalignError
 
 
+def check_threshold(value: Any, what: str = "threshold") -> float:
+    """A decision threshold: a number strictly between 0 and 1 (NaN, 5 or "abc" are errors:
+    each would label every frame one way)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise BarsalignError(f"{what} must be a number in (0, 1), not {value!r}")
+    t = float(value)
+    if not 0.0 < t < 1.0:  # NaN fails this too
+        raise BarsalignError(f"{what} must lie in (0, 1), not {value!r}")
+    return t
+
+
+def check_precision_target(value: Any, what: str = "precision target") -> float:
+    """A precision to reach: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise BarsalignError(f"{what} must be a number in (0, 1], not {value!r}")
+    t = float(value)
+    if not 0.0 < t <= 1.0:
+        raise BarsalignError(f"{what} must lie in (0, 1], not {value!r}")
+    return t
+
+
 def _check(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).astype(int).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()

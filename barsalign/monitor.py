@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import math
 import os
 import sys
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.metrics import check_threshold
+from barsalign.outputs import check_output_file
 from barsalign.overlay import Overlay, Smoother
 
 # our one-line messages replace FFmpeg's own about a dead source; read when FFmpeg first starts
@@ -36,9 +39,16 @@ def parse_source(source: str | int | Path) -> tuple[str, Any]:
     text = str(source).strip()
     if text.isdigit():
         return "camera", int(text)
+    if text.startswith("-") and text[1:].isdigit():
+        raise BarsalignError(f"source {text}: a camera index is 0 or more")
     if "://" in text:
         return "stream", text
     path = Path(text)
+    if path.is_dir():
+        raise BarsalignError(
+            f"source {text} is a folder: give a video file, a camera index or an rtsp:// URL "
+            "(frames in a folder are scored with barsalign predict)"
+        )
     if not path.is_file():
         raise BarsalignError(
             f"source {text}: no such file (give a video file, a camera index "
@@ -146,6 +156,8 @@ class _Reader:
 
     `frames()` yields (index, frame). Live sources that end are reconnected up to
     `reconnects` times (a delay of `retry_s` each) before a BarsalignError; files end normally.
+    The count starts again only after a connection has run `stable_s` seconds, so a stream that
+    gives a frame and stalls after every reconnect gives up instead of reconnecting forever.
     """
 
     def __init__(
@@ -157,8 +169,10 @@ class _Reader:
         retry_s: float,
         timeout_ms: int,
         max_frames: int | None,
+        stable_s: float = 30.0,
     ) -> None:
         self.kind, self.value = parse_source(source)
+        self.stable_s = stable_s
         self.live = self.kind != "file" if live is None else live
         self.stats, self.reconnects, self.retry_s = stats, reconnects, retry_s
         self.timeout_ms, self.max_frames = timeout_ms, max_frames
@@ -175,6 +189,7 @@ class _Reader:
         self.pace_fps: float | None = None
         self.prepare: Any = None
         self._attempts = 0
+        self._connected_at = time.monotonic()
 
     def _unreadable(self, why: str) -> None:
         self.stats.unreadable.append(why)
@@ -193,7 +208,7 @@ class _Reader:
                 problem = frame_problem(frame) if ok else "could not be decoded"
                 index += 1
                 if problem is None:
-                    misses, self._attempts = 0, 0
+                    misses = 0
                     yield index - 1, frame
                 else:
                     misses += 0 if ok else 1
@@ -209,8 +224,11 @@ class _Reader:
             self._reconnect(index)
 
     def _reconnect(self, index: int) -> None:
-        """Reopen a dropped live source; `reconnects` tries in a row without a frame between."""
+        """Reopen a dropped live source: `reconnects` tries, counted afresh only when the last
+        connection ran at least `stable_s` seconds (bounded in time, not per frame)."""
         self.cap.release()
+        if time.monotonic() - self._connected_at >= self.stable_s:
+            self._attempts = 0
         while self._attempts < self.reconnects:
             self._attempts += 1
             print(
@@ -225,10 +243,11 @@ class _Reader:
             except BarsalignError:
                 continue
             self.stats.reconnects += 1
+            self._connected_at = time.monotonic()
             return
         raise BarsalignError(
             f"{self.kind} {self.value} dropped after {index} frames and did not come back after "
-            f"{self.reconnects} reconnect(s)"
+            f"{self.reconnects} reconnect(s) (none of them stayed up {self.stable_s:g} s)"
         )
 
     def frames(self, queue_size: int = 3) -> Iterator[tuple[int, np.ndarray, Any, float]]:
@@ -302,17 +321,21 @@ class _Reader:
 
 
 class VideoOut:
-    """Browser-playable H.264 MP4 (yuv420p, faststart) through imageio-ffmpeg's ffmpeg."""
+    """Browser-playable H.264 MP4 (yuv420p, faststart) through imageio-ffmpeg's ffmpeg.
+
+    Written to a temporary file beside `path` and renamed onto it by `close`, so `path` is
+    never half a video; `discard` removes the temporary file instead.
+    """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float) -> None:
         import imageio_ffmpeg
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_output_file(path, what="--out")
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.mp4")
         w, h = size
         self.size = (w - w % 2, h - h % 2)
         self._gen = imageio_ffmpeg.write_frames(
-            str(self.path),
+            str(self._tmp),
             self.size,
             pix_fmt_in="bgr24",
             fps=fps,
@@ -321,7 +344,15 @@ class VideoOut:
             ffmpeg_log_level="error",
             output_params=["-preset", "veryfast", "-crf", "26", "-movflags", "+faststart"],
         )
-        self._gen.send(None)
+        self._send(None)
+
+    def _send(self, frame: np.ndarray | None) -> None:
+        try:
+            self._gen.send(frame)
+        except (OSError, RuntimeError) as err:  # ffmpeg stopped: disk full, folder gone
+            self.discard()
+            line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise BarsalignError(f"cannot write {self.path}: ffmpeg stopped ({line})") from None
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
@@ -329,10 +360,21 @@ class VideoOut:
         w, h = self.size
         if frame.shape[:2] != (h, w):  # odd sides, or a stream back at another size
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        self._gen.send(np.ascontiguousarray(frame))
+        self._send(np.ascontiguousarray(frame))
 
     def close(self) -> None:
-        self._gen.close()
+        """Finish the video and move it onto `path`."""
+        try:
+            self._gen.close()
+            os.replace(self._tmp, self.path)
+        except (OSError, RuntimeError) as err:
+            self.discard()
+            raise BarsalignError(f"cannot write {self.path}: {err}") from None
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._gen.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -354,9 +396,17 @@ class MonitorConfig:
     max_frames: int | None = None
     threads: int | None = None
     pace_fps: float | None = None  # a file played live runs at this rate (None: its own)
+    stable_s: float = 30.0  # a connection this long earns a fresh count of reconnects
 
     def __post_init__(self) -> None:
+        if self.threshold is not None:
+            check_threshold(self.threshold, "--threshold")
+        if self.out is not None and Path(self.out).suffix.lower() != ".mp4":
+            raise BarsalignError(
+                f"--out {self.out}: the annotated video is H.264 MP4; give a name ending in .mp4"
+            )
         checks = [
+            (self.stable_s > 0, f"stable_s must be > 0, not {self.stable_s}"),
             (self.reconnects >= 0, f"reconnects must be >= 0, not {self.reconnects}"),
             (self.retry_s >= 0, f"retry_s must be >= 0, not {self.retry_s}"),
             (self.max_frames is None or self.max_frames >= 1, "max_frames must be >= 1"),
@@ -388,7 +438,13 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     from barsalign.export import load_exported
     from barsalign.preprocess import preprocess, to_tensor
 
-    # 1. the model (its card checked) and the source
+    # 1. the source and the output path, then the model (its card checked)
+    kind, value = parse_source(cfg.source)
+    if cfg.out:
+        from barsalign.export import card_path
+
+        inputs = [cfg.model, card_path(cfg.model)] + ([value] if kind == "file" else [])
+        check_output_file(cfg.out, inputs, "--out")
     model = load_exported(cfg.model, threads=cfg.threads)
     threshold = cfg.threshold if cfg.threshold is not None else model.threshold
     smoother = Smoother(threshold, cfg.k, cfg.n, cfg.margin)
@@ -401,6 +457,7 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
         cfg.retry_s,
         cfg.timeout_ms,
         cfg.max_frames,
+        cfg.stable_s,
     )
     reader.pace_fps = cfg.pace_fps
 
@@ -419,6 +476,7 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
                 "write the video with --out instead"
             ) from None
     overlay, writer = Overlay(), None
+    finished = False
     records: list[dict[str, Any]] = []
     snapshots: list[np.ndarray] = []
 
@@ -480,12 +538,13 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
             t_prev = now
             if keep_every and stats.frames_scored % keep_every == 1 % keep_every:
                 snapshots.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        finished = True
     except KeyboardInterrupt:  # how an operator stops a live camera: still report the numbers
-        stats.interrupted = True
+        stats.interrupted = finished = True
     finally:
         stats.wall_s = time.perf_counter() - started
-        if writer is not None:
-            writer.close()
+        if writer is not None:  # the video of a run that failed is not kept
+            writer.close() if finished else writer.discard()
         reader.close()
     if stats.frames_read == 0:
         raise BarsalignError(f"source {cfg.source} gave no frames")

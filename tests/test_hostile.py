@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,12 +115,15 @@ def onnx_model(tiny_ckpt: Path, parity_dir: Path) -> Path:
 
 @pytest.fixture()
 def video(tmp_path: Path) -> Path:
-    """A 6-frame MJPEG AVI, 96x64."""
-    path = tmp_path / "v.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (96, 64))
+    """A 6-frame H.264 MP4, 96x64."""
+    import imageio_ffmpeg
+
+    path = tmp_path / "v.mp4"
+    gen = imageio_ffmpeg.write_frames(str(path), (96, 64), fps=12, macro_block_size=1)
+    gen.send(None)
     for i in range(6):
-        writer.write(np.full((64, 96, 3), 30 * i, np.uint8))
-    writer.release()
+        gen.send(np.full((64, 96, 3), 30 * i, np.uint8))
+    gen.close()
     return path
 
 
@@ -194,9 +199,14 @@ def test_4_monitor_never_writes_over_its_source(
         one_line_error(capsys, "never writes over an input")
         assert video.read_bytes() == before
     card = export.card_path(onnx_model)
+    card_bytes = card.read_bytes()
     rc = main(["monitor", "--model", str(onnx_model), "--source", str(video), "--out", str(card)])
-    assert rc == 2 and card.is_file()
-    one_line_error(capsys, "never writes over an input")
+    assert rc == 2 and card.read_bytes() == card_bytes
+    one_line_error(capsys, ".mp4")
+    out = video.parent / "annotated.mp4"  # a new file: written whole, no temporary left
+    rc = main(["monitor", "--model", str(onnx_model), "--source", str(video), "--out", str(out)])
+    assert rc == 0 and cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    assert sorted(p.name for p in video.parent.iterdir()) == ["annotated.mp4", "sub", "v.mp4"]
 
 
 def test_5_preprocess_never_writes_over_its_input(
@@ -250,3 +260,54 @@ def test_7_preprocess_into_a_read_only_folder_fails(
     with read_only(out / "sub"):
         assert main(["preprocess", str(d), str(out), "--size", "16"]) == 2
         one_line_error(capsys, "cannot write", "b.png")
+
+
+def _serve_forever_briefly(data: bytes) -> tuple[str, list[int], threading.Event]:
+    """An HTTP server that answers each connection with `data` (a few frames of MPEG-TS) and
+    hangs up: a stream that comes back after every reconnect and drops again at once. It stops
+    after 8 connections, so a monitor that would reconnect forever ends too."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.settimeout(0.2)
+    served: list[int] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set() and len(served) < 8:
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + data)
+                served.append(1)
+        sock.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/live.ts", served, stop
+
+
+def test_a_stream_that_drops_after_every_reconnect_gives_up(
+    onnx_model: Path, video: Path, tmp_path: Path
+) -> None:
+    import imageio_ffmpeg
+
+    from barsalign.errors import BarsalignError
+    from barsalign.monitor import MonitorConfig, run_monitor
+
+    ts = tmp_path / "v.ts"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [ffmpeg, "-loglevel", "error", "-i", str(video), "-c:v", "libx264", "-f", "mpegts"]
+    subprocess.run([*cmd, str(ts)], check=True)
+    url, served, stop = _serve_forever_briefly(ts.read_bytes())
+    try:
+        cfg = MonitorConfig(str(onnx_model), url, reconnects=2, retry_s=0.1, timeout_ms=2000)
+        with pytest.raises(BarsalignError, match="did not come back after 2 reconnect"):
+            run_monitor(cfg)
+    finally:
+        stop.set()
+    assert len(served) == 3  # the first connection and two reconnects, though each gave frames
