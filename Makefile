@@ -24,8 +24,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name barsalign --display-name "barsalign (.venv)" >/dev/null
 	touch $(STAMP)
 
-chromium:  # the browser test drives Debian's chromium; CI machines start without it
+chromium: setup  # the browser tests drive Debian's chromium; CI machines start without it
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	@echo "make chromium: $$(/usr/bin/chromium --version 2>/dev/null), playwright $$($(PY) -c \
+		'from importlib.metadata import version; print(version("playwright"))')"
 
 test: setup chromium
 	$(PY) -m pytest

@@ -40,8 +40,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _diagnosis(page: Page, tmp_path: Path, err: Exception) -> str:
-    """What failed, with a screenshot path and the ends of the page text and the server log."""
+def browser_versions(browser_version: str | None = None) -> str:
+    """The Chromium and Playwright versions a failure message names (Chromium's own word when
+    Playwright could not start it)."""
+    from importlib.metadata import version
+
+    if browser_version is None:
+        run = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=60)
+        browser_version = (run.stdout or run.stderr).strip() or "unknown"
+    return f"chromium {browser_version}, playwright {version('playwright')}"
+
+
+def write_lab_settings(settings_dir: Path) -> None:
+    """JupyterLab settings for a test: no news toast, no update check, no kernel dialog."""
+    ext = settings_dir / "@jupyterlab"
+    notes = ext / "apputils-extension" / "notification.jupyterlab-settings"
+    tracker = ext / "notebook-extension" / "tracker.jupyterlab-settings"
+    for path, values in (
+        (notes, {"fetchNews": "false", "checkForUpdates": False}),
+        (tracker, {"autoStartDefaultKernel": True}),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def run_all_cells(page: Page, tries: int = 5) -> None:
+    """Run the open notebook by JupyterLab's command (menu text changes between releases).
+
+    The execution indicator can say idle while the kernel's websocket is still being replaced,
+    and requests sent then are discarded ("Discarding N buffered messages"): wait for the
+    kernel's own info reply, then send, and send again if no cell started within 20 s.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.evaluate(
+        """async () => {
+            const ctx = window.jupyterapp.shell.currentWidget.sessionContext;
+            await ctx.ready;
+            await ctx.session.kernel.info;
+        }"""
+    )
+    started = (
+        "() => [...document.querySelectorAll('.jp-InputPrompt')]"
+        ".some(e => /[0-9*]/.test(e.textContent))"
+    )
+    for _ in range(tries):
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            return
+        except PlaywrightTimeout:  # the request was dropped: send it again
+            continue
+    raise AssertionError(f"no cell started after {tries} run-all-cells commands")
+
+
+def _diagnosis(page: Page, tmp_path: Path, err: Exception, versions: str) -> str:
+    """What failed, with the browser's versions, a screenshot path and the ends of the page text
+    and the server log."""
     shot = tmp_path / "failure.png"
     try:
         page.screenshot(path=str(shot), full_page=True)
@@ -50,7 +106,7 @@ def _diagnosis(page: Page, tmp_path: Path, err: Exception) -> str:
         text = f"(no page text: {shot_err})"
     log = (tmp_path / "jupyter.log").read_text(errors="replace")[-1500:]
     return (
-        f"{type(err).__name__}: {str(err)[:500]}\nscreenshot: {shot}\n"
+        f"{type(err).__name__}: {str(err)[:500]}\n{versions}\nscreenshot: {shot}\n"
         f"--- page text (end) ---\n{text}\n--- jupyter.log (end) ---\n{log}"
     )
 
@@ -69,7 +125,13 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
     params["source"] = src
     (tmp_path / "02_label.ipynb").write_text(json.dumps(nb))
     port, token = _free_port(), "barsalign-e2e"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "HOME": str(tmp_path)}
+    write_lab_settings(tmp_path / "lab-settings")
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+        "HOME": str(tmp_path),
+    }
     env.pop("JUPYTER_DATA_DIR", None)
     jup = subprocess.Popen(
         [
@@ -83,6 +145,7 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={tmp_path}",
             "--allow-root",
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run cells by command
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -97,7 +160,11 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            except Exception as err:
+                raise AssertionError(f"{browser_versions()}: {err}"[:2000]) from err
+            versions = browser_versions(browser.version)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             try:
                 page.goto(f"{url}/lab/tree/02_label.ipynb?token={token}", timeout=120_000)
@@ -105,21 +172,8 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
                 page.wait_for_selector(
                     ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
                 )
-                page.click("text=Run", timeout=30_000)
-                page.click("text=Run All Cells", timeout=30_000)
-                # JupyterLab sometimes asks which kernel to use when the kernel specs load after
-                # the notebook opens (a race in JupyterLab, not ours): accept the preferred one
-                deadline = time.monotonic() + 180
-                while True:
-                    found = page.wait_for_selector(
-                        ".barsalign-labeler, .jp-Dialog .jp-mod-accept", timeout=180_000
-                    )
-                    if "barsalign-labeler" in (found.get_attribute("class") or ""):
-                        box = found
-                        break
-                    assert time.monotonic() < deadline, "the labeler never showed"
-                    found.click()
-                    page.wait_for_timeout(500)
+                run_all_cells(page)
+                box = page.wait_for_selector(".barsalign-labeler", timeout=180_000)
                 page.wait_for_timeout(1500)
                 box.hover()
                 labels = tmp_path / "run" / "labels"
@@ -131,7 +185,7 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
                 if os.environ.get("LABEL_SHOT"):  # keep the screenshot for a person to look at
                     shutil.copy(tmp_path / "labeler.png", os.environ["LABEL_SHOT"])
             except Exception as err:  # keep what the browser showed: a flaky wait is then readable
-                raise AssertionError(_diagnosis(page, tmp_path, err)) from err
+                raise AssertionError(_diagnosis(page, tmp_path, err, versions)) from err
             browser.close()
         journal = [json.loads(x) for x in (labels / "journal.jsonl").read_text().splitlines()]
         assert [(e["action"], e["cls"]) for e in journal] == [
@@ -147,3 +201,13 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
     finally:
         jup.terminate()
         jup.wait(30)
+
+
+@pytest.mark.slow
+def test_failure_names_browser_versions() -> None:
+    from importlib.metadata import version
+
+    text = browser_versions()
+    assert text.startswith("chromium Chromium ") and text.endswith(
+        f"playwright {version('playwright')}"
+    )
