@@ -19,14 +19,86 @@ BED_V = 720  # canvas width across the bars (units)
 STOPPER_U = 1120  # u of the stopper face; bar heads end here when aligned
 ROLLER_PITCH = 150
 
-# Where the bed's corners land in a 1152x864 frame, per camera: (u=0,v=0), (u=0,v=V),
-# (u=U,v=0), (u=U,v=V). Bars run from the lower left towards the stopper at the upper right.
-# The stopper face lies in the frame's right third, as at the plant: the preprocessing keeps the
-# right square and zeroes its left half, which leaves the columns x > 0.625 * width.
-CAMERA_QUADS = {
-    "CS1": ((-700.0, 330.0), (50.0, 1500.0), (840.0, 90.0), (1105.0, 415.0)),
-    "CS2": ((-650.0, 420.0), (140.0, 1480.0), (890.0, 130.0), (1135.0, 470.0)),
+
+@dataclass(frozen=True)
+class Camera:
+    """Where a camera sees the bed and how the stopper wall shows in its frame.
+
+    Args:
+        quad: where the bed's corners (u=0,v=0), (u=0,v=V), (u=U,v=0), (u=U,v=V) land in a
+            frame of `size` pixels, before the session's shift, zoom and roll.
+        wall_up: image direction of the stopper wall's height, per bed unit of local scale.
+        wall_height: the wall's height in bed units along `wall_up`.
+        top_depth: share of the stopper block's 90-unit depth its top face shows.
+        face_light: brightness of the wall's face (a top-down camera sees it at a grazing angle).
+        side: the stopper block's near end (v = BED_V) faces the camera and is drawn.
+        mirror: the frame is flipped left-right after drawing, so the stopper is on the left.
+    """
+
+    quad: tuple[tuple[float, float], ...]
+    size: tuple[int, int] = (1152, 864)
+    wall_up: tuple[float, float] = (0.12, -1.0)
+    wall_height: float = 190.0
+    top_depth: float = 0.6
+    face_light: float = 1.0
+    side: bool = False
+    mirror: bool = False
+
+
+# CS1/CS2: bars run from the lower left towards the stopper at the upper right. The stopper face
+# lies in the frame's right third, as at the plant: the preprocessing keeps the right square and
+# zeroes its left half, which leaves the columns x > 0.625 * width.
+CAMERAS = {
+    "CS1": Camera(((-700.0, 330.0), (50.0, 1500.0), (840.0, 90.0), (1105.0, 415.0))),
+    "CS2": Camera(((-650.0, 420.0), (140.0, 1480.0), (890.0, 130.0), (1135.0, 470.0))),
+    # CS3: closer and a little higher than CS1 (the round-bar table)
+    "CS3": Camera(((-820.0, 420.0), (-40.0, 1640.0), (800.0, 60.0), (1080.0, 470.0))),
+    # TD1/TD2: straight down over the table; bars run left to right, the stopper's top shows
+    "TD1": Camera(
+        ((-310.0, 52.0), (-330.0, 830.0), (980.0, 72.0), (985.0, 812.0)),
+        wall_up=(0.06, 0.0),
+        top_depth=1.0,
+        face_light=0.55,
+    ),
+    "TD2": Camera(
+        ((-260.0, 20.0), (-250.0, 790.0), (1010.0, 46.0), (1000.0, 780.0)),
+        wall_up=(0.07, 0.01),
+        top_depth=1.0,
+        face_light=0.55,
+    ),
+    # LS1/LS2: low (a pinhole 430-480 units over the floor), from the other side of the table:
+    # drawn as if from this side, then mirrored; the stopper block's near end shows
+    "LS1": Camera(
+        ((-273.0, 396.0), (-533.0, 666.0), (738.0, 329.0), (1050.0, 500.0)),
+        wall_up=(0.02, -1.0),
+        top_depth=1.0,
+        side=True,
+        mirror=True,
+    ),
+    "LS2": Camera(
+        ((-198.0, 383.0), (-439.0, 626.0), (725.0, 330.0), (974.0, 500.0)),
+        wall_up=(0.02, -1.0),
+        top_depth=1.0,
+        side=True,
+        mirror=True,
+    ),
+    # CW1/CW2: a 16:9 camera high over the table (a pinhole 1500-1700 units up): bars climb
+    # steeply to the stopper, whose face runs from the frame's middle down to the right
+    "CW1": Camera(
+        ((267.0, 906.0), (23.0, 495.0), (967.0, 396.0), (671.0, 130.0)),
+        size=(1280, 720),
+        wall_up=(0.12, -0.7),
+    ),
+    "CW2": Camera(
+        ((216.0, 976.0), (-22.0, 518.0), (976.0, 418.0), (666.0, 142.0)),
+        size=(1280, 720),
+        wall_up=(0.12, -0.7),
+    ),
 }
+CAMERA_QUADS = {name: cam.quad for name, cam in CAMERAS.items()}
+STOPPER_STYLES = ("rust_blue", "steel", "hazard")
+"""rust_blue: a rusty block with the blue steel frame beside it (the default); steel: a plain
+machined steel block, no frame; hazard: a grey block whose top is painted yellow and black."""
 PROFILES = ("round", "channel", "angle")
 
 
@@ -67,6 +139,7 @@ class SceneSpec:
     jpeg_quality: int
     caption: str
     timestamp: str
+    stopper_style: str = "rust_blue"  # one of STOPPER_STYLES
 
 
 def _pad(spec: SceneSpec) -> int:
@@ -75,17 +148,29 @@ def _pad(spec: SceneSpec) -> int:
 
 
 def camera_homography(spec: SceneSpec, pad: int = 0) -> np.ndarray:
-    """Bed canvas (u, v) -> undistorted image pixels (offset by `pad`) for this camera and view."""
-    sx, sy = spec.width / 1152.0, spec.height / 864.0
-    quad = np.array(CAMERA_QUADS[spec.camera], dtype=np.float64)
+    """Bed canvas (u, v) -> undistorted image pixels (offset by `pad`) for this camera and view.
+
+    A mirrored camera's frame is flipped after drawing; this maps to the unflipped drawing.
+    """
+    cam = CAMERAS[spec.camera]
+    sx, sy = spec.width / cam.size[0], spec.height / cam.size[1]
+    quad = np.array(cam.quad, dtype=np.float64)
     quad += np.array(spec.view_offset)
-    centre = np.array([576.0, 432.0])
+    centre = np.array(cam.size, dtype=np.float64) / 2.0
     theta = np.deg2rad(spec.roll_deg)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     quad = (quad - centre) @ rot.T * spec.zoom + centre + np.array(spec.shift)
     quad = quad * np.array([sx, sy]) + pad
     src = np.array([[0, 0], [0, BED_V], [BED_U, 0], [BED_U, BED_V]], dtype=np.float32)
     return cv2.getPerspectiveTransform(src, quad.astype(np.float32))
+
+
+def to_frame(spec: SceneSpec, bed_pts: np.ndarray) -> np.ndarray:
+    """Bed points (u, v), an (N, 2) array, -> where they land in the final frame, in pixels."""
+    pts = project(camera_homography(spec), np.asarray(bed_pts, dtype=np.float64))
+    if CAMERAS[spec.camera].mirror:
+        pts[:, 0] = spec.width - 1 - pts[:, 0]
+    return distort_points(pts, spec.width, spec.height, spec.distortion)
 
 
 def project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -242,27 +327,33 @@ def _draw_floor(img: np.ndarray, h: np.ndarray, rng: np.random.Generator) -> np.
 
 
 def _draw_stopper(img: np.ndarray, spec: SceneSpec, h: np.ndarray, rng: np.random.Generator):
-    """The rusty stopper block at u = STOPPER_U, and the blue steel frame to its right."""
+    """The stopper block at u = STOPPER_U in its style; with rust_blue the blue steel frame."""
+    cam = CAMERAS[spec.camera]
     a, b = project(h, np.array([[STOPPER_U, -40.0], [STOPPER_U, BED_V + 30.0]]))
     back_a, back_b = project(h, np.array([[STOPPER_U + 90, -40.0], [STOPPER_U + 90, BED_V + 30.0]]))
     scale_a, scale_b = local_scale(h, STOPPER_U, 0.0), local_scale(h, STOPPER_U, BED_V)
-    up = np.array([0.12, -1.0])
-    top_a, top_b = a + up * 190.0 * scale_a, b + up * 190.0 * scale_b
+    up = np.array(cam.wall_up)
+    top_a = a + up * cam.wall_height * scale_a
+    top_b = b + up * cam.wall_height * scale_b
     face = np.array([a, b, top_b, top_a], np.float32)
-    top = np.array([top_a, top_b, top_b + (back_b - b) * 0.6, top_a + (back_a - a) * 0.6])
+    top = np.array(
+        [top_a, top_b, top_b + (back_b - b) * cam.top_depth, top_a + (back_a - a) * cam.top_depth]
+    )
+    surfaces = [(top, 1.25, "top"), (face, cam.face_light, "face")]
+    if cam.side:  # the block's near end: base b .. back_b, as high as the face
+        back_top = back_b + up * cam.wall_height * local_scale(h, STOPPER_U + 90, BED_V)
+        surfaces.insert(0, (np.array([b, back_b, back_top, top_b], np.float32), 0.7, "side"))
     hh, ww = img.shape[:2]
-    for poly, light in ((top, 1.25), (face, 1.0)):
+    for poly, light, part in surfaces:
         x0, y0 = np.maximum(np.floor(poly.min(axis=0)).astype(int), 0)
         x1, y1 = np.minimum(np.ceil(poly.max(axis=0)).astype(int), [ww, hh])
         if x1 <= x0 or y1 <= y0:
             continue
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [np.round(poly - [x0, y0]).astype(np.int32)], 255, cv2.LINE_AA)
-        shape = mask.shape
-        mottle = _smooth_noise(rng, shape, (5, 5)) * 0.45 + _smooth_noise(rng, shape, (28, 28))
-        streak = _smooth_noise(rng, shape, (45, 3))
-        rust = np.array([0.14, 0.27, 0.50], np.float32) * light
-        tex = rust * (0.5 + 0.5 * mottle + 0.3 * streak)[..., None]
+        tex = _stopper_texture(spec.stopper_style, part, mask.shape, light, rng)
+        if spec.stopper_style == "hazard" and part == "top":
+            tex = _hazard_paint(tex, (x0, y0), a, b, scale_a)
         alpha = (mask.astype(np.float32) / 255.0)[..., None]
         region = img[y0:y1, x0:x1]
         img[y0:y1, x0:x1] = region * (1 - alpha) + tex * alpha
@@ -275,12 +366,63 @@ def _draw_stopper(img: np.ndarray, spec: SceneSpec, h: np.ndarray, rng: np.rando
         max(1, int(round(1.5 * scale_a))),
         cv2.LINE_AA,
     )
+    if spec.stopper_style != "rust_blue":
+        if spec.stopper_style == "steel":
+            _bolts(img, face, scale_a, scale_b, (0.30, 0.31, 0.33))
+        return
     for row in (0.35, 0.8):
         for s in np.linspace(0.1, 0.9, 6):
             p = a + (b - a) * s + (top_a - a + (top_b - top_a - top_a + a) * s) * row
             r = max(2, int(5 * (scale_a + (scale_b - scale_a) * s)))
             cv2.circle(img, tuple(np.round(p).astype(int)), r, (0.06, 0.09, 0.14), -1, cv2.LINE_AA)
-    # blue steel frame: a column at the stopper's right end, a beam over it, a second column
+    _draw_blue_frame(img, b, top_b, scale_b)
+
+
+def _stopper_texture(
+    style: str, part: str, shape: tuple[int, int], light: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One face of the stopper block, float32 BGR: rust, brushed steel or painted steel."""
+    mottle = _smooth_noise(rng, shape, (5, 5)) * 0.45 + _smooth_noise(rng, shape, (28, 28))
+    if style == "rust_blue":
+        streak = _smooth_noise(rng, shape, (45, 3))
+        rust = np.array([0.14, 0.27, 0.50], np.float32) * light
+        return rust * (0.5 + 0.5 * mottle + 0.3 * streak)[..., None]
+    brushed = _smooth_noise(rng, shape, (2, 60))
+    if style == "steel":
+        steel = np.array([0.47, 0.49, 0.52], np.float32) * light
+        return steel * (0.55 + 0.25 * mottle + 0.3 * brushed)[..., None]
+    base = np.array([0.26, 0.27, 0.29] if part == "face" else [0.5, 0.5, 0.5], np.float32)
+    return base * light * (0.6 + 0.3 * mottle + 0.15 * brushed)[..., None]
+
+
+def _hazard_paint(
+    tex: np.ndarray, origin: tuple[int, int], a: np.ndarray, b: np.ndarray, scale: float
+) -> np.ndarray:
+    """Yellow and black diagonal stripes over `tex` (its top-left pixel at `origin`), worn."""
+    ys, xs = np.mgrid[0 : tex.shape[0], 0 : tex.shape[1]].astype(np.float32)
+    d = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+    rel_x, rel_y = xs + origin[0] - a[0], ys + origin[1] - a[1]
+    t = (rel_x * (d[0] - d[1]) + rel_y * (d[1] + d[0])) / (45.0 * max(scale, 0.05))
+    yellow = (np.floor(t) % 2 == 0)[..., None]
+    paint = np.where(yellow, np.array([0.06, 0.62, 0.88], np.float32), 0.05)
+    wear = np.clip(tex.mean(axis=2, keepdims=True) * 1.6, 0.0, 1.0)
+    return (paint * (0.45 + 0.55 * wear) + tex * 0.25).astype(np.float32)
+
+
+def _bolts(img: np.ndarray, face: np.ndarray, scale_a: float, scale_b: float, colour) -> None:
+    """Two rows of bolt heads on the quadrilateral `face` (a, b, top_b, top_a)."""
+    a, b, top_b, top_a = face.astype(np.float64)
+    for row in (0.3, 0.75):
+        for s in np.linspace(0.12, 0.88, 5):
+            p = (a + (b - a) * s) * (1 - row) + (top_a + (top_b - top_a) * s) * row
+            r = max(2, int(4 * (scale_a + (scale_b - scale_a) * s)))
+            cv2.circle(img, tuple(np.round(p).astype(int)), r, colour, -1, cv2.LINE_AA)
+            cv2.circle(img, tuple(np.round(p).astype(int)), r, (0.1, 0.1, 0.11), 1, cv2.LINE_AA)
+
+
+def _draw_blue_frame(img: np.ndarray, b: np.ndarray, top_b: np.ndarray, scale_b: float) -> None:
+    """The blue steel frame at the stopper's near end: a beam over it and two columns."""
+    hh, ww = img.shape[:2]
     blue = np.array([0.50, 0.30, 0.10], np.float32)
     cw = 70.0 * scale_b
     base = b + np.array([10.0, 12.0])
@@ -352,6 +494,8 @@ def render(spec: SceneSpec) -> np.ndarray:
     )
     if spec.stopper:
         _draw_stopper(img, spec, h, rng)
+    if CAMERAS[spec.camera].mirror:  # seen from the other side of the table
+        img = np.ascontiguousarray(img[:, ::-1])
     img = _apply_light(img, spec, rng)
     img = _settle_exposure(img, spec, pad)
     img8 = np.clip(img * 255.0, 0, 255).astype(np.uint8)
@@ -398,14 +542,13 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
 
 def gaps_px(spec: SceneSpec) -> list[float]:
     """Each bar's gap to the stopper face in final image pixels (0.0 when touching)."""
-    h = camera_homography(spec)
     out = []
     for bar in spec.bars:
         if bar.gap_units <= 0:
             out.append(0.0)
             continue
         pts = np.array([[STOPPER_U - bar.gap_units, bar.v_center], [STOPPER_U, bar.v_center]])
-        a, b = distort_points(project(h, pts), spec.width, spec.height, spec.distortion)
+        a, b = to_frame(spec, pts)
         out.append(round(float(np.linalg.norm(b - a)), 2))
     return out
 
@@ -414,10 +557,23 @@ def head_points_px(spec: SceneSpec) -> list[list[float]]:
     """Each bar head's centre in final image pixels, [x, y] (where a reader should look)."""
     if not spec.bars:
         return []
-    h = camera_homography(spec)
     pts = np.array([[STOPPER_U - b.gap_units, b.v_center] for b in spec.bars])
-    out = distort_points(project(h, pts), spec.width, spec.height, spec.distortion)
-    return [[round(float(x), 1), round(float(y), 1)] for x, y in out]
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in to_frame(spec, pts)]
+
+
+def stopper_face_px(spec: SceneSpec) -> list[list[float]] | None:
+    """The two ends, [x, y] in final image pixels, of the stopper face's line where bars can
+    meet it (across the bed), cut to the part inside the frame; None with no stopper in view."""
+    if not spec.stopper:
+        return None
+    v = np.linspace(0.0, BED_V, 73)
+    pts = to_frame(spec, np.stack([np.full_like(v, STOPPER_U), v], axis=1))
+    x_in = (pts[:, 0] >= 0) & (pts[:, 0] <= spec.width - 1)
+    inside = x_in & (pts[:, 1] >= 0) & (pts[:, 1] <= spec.height - 1)
+    if not inside.any():
+        return None
+    ends = pts[np.flatnonzero(inside)[[0, -1]]]
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in ends]
 
 
 def gap_units_for(spec: SceneSpec, v_center: float, gap_px: float) -> float:
@@ -428,6 +584,6 @@ def gap_units_for(spec: SceneSpec, v_center: float, gap_px: float) -> float:
     units = gap_px / local_scale(h, STOPPER_U, v_center)
     for _ in range(3):  # correct for the lens distortion near the stopper
         pts = np.array([[STOPPER_U - units, v_center], [STOPPER_U, v_center]])
-        a, b = distort_points(project(h, pts), spec.width, spec.height, spec.distortion)
+        a, b = to_frame(spec, pts)
         units *= gap_px / max(float(np.linalg.norm(b - a)), 1e-6)
     return units
