@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from barsalign.config import SYNTH_DIR
+from barsalign.config import LOOKS_DIR, SYNTH_DIR
 from barsalign.errors import BarsalignError
+from barsalign.looks import LOOKS, Look, get_look
 from barsalign.render import (
     BED_V,
     PROFILES,
@@ -36,6 +38,7 @@ from barsalign.render import (
     gap_units_for,
     gaps_px,
     head_points_px,
+    stopper_face_px,
 )
 from barsalign.render import render as render_spec
 
@@ -73,6 +76,7 @@ class SynthConfig:
         twin_fraction: share of the pool's not-aligned bar scenes drawn a second time with
             every bar flush (same textures, noise and camera: aligned), in the same clip group.
             Such a pair differs only where a bar head meets the stopper.
+        look: the camera and scene look (`LOOKS`); `look_config` also sets the look's fields.
     """
 
     seed: int = 0
@@ -99,8 +103,10 @@ class SynthConfig:
     n_sessions: int = 6
     sequence_length: tuple[int, int] = (1, 4)
     twin_fraction: float = 0.0
+    look: str = "default"
 
     def __post_init__(self) -> None:
+        get_look(self.look)
         counts = ("n_example", "n_pool", "n_clips", "clip_frames", "clip_fps", "n_sessions")
         for name in counts:
             if getattr(self, name) < 0:
@@ -145,7 +151,10 @@ class SynthConfig:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.look == "default":  # so the default set's stamp keeps its bytes
+            del out["look"]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SynthConfig:
@@ -167,18 +176,23 @@ class Session:
     day: str
 
 
-def _sessions(cfg: SynthConfig) -> list[Session]:
+def _sessions(cfg: SynthConfig, first_day: int = 0) -> list[Session]:
+    """The config's recording sessions: the look's cameras in turn, one day each from
+    `first_day` (days after 2026-03-01), so sets rendered apart can keep their sessions apart."""
+    look = get_look(cfg.look)
     rng = np.random.default_rng([cfg.seed, 7])
+    sx, sy = look.shift_px
     out = []
     for i in range(cfg.n_sessions):
+        d = first_day + i
         out.append(
             Session(
-                camera="CS1" if i % 2 == 0 else "CS2",
-                shift=(float(rng.uniform(-30, 30)), float(rng.uniform(-25, 25))),
-                zoom=float(rng.uniform(0.94, 1.06)),
-                roll_deg=float(rng.uniform(-1.5, 1.5)),
-                distortion=float(rng.uniform(0.08, 0.16)),
-                day=f"2026-{3 + i // 28:02d}-{1 + i % 28:02d}",
+                camera=look.cameras[i % len(look.cameras)],
+                shift=(float(rng.uniform(-sx, sx)), float(rng.uniform(-sy, sy))),
+                zoom=float(rng.uniform(*look.zoom)),
+                roll_deg=float(rng.uniform(-look.roll_deg, look.roll_deg)),
+                distortion=float(rng.uniform(*look.distortion)),
+                day=f"2026-{3 + d // 28:02d}-{1 + d % 28:02d}",
             )
         )
     return out
@@ -224,6 +238,11 @@ def sample_scene(cfg: SynthConfig, rng: np.random.Generator, session: Session) -
     }
 
 
+def _mix_weights(look: Look) -> tuple[float, ...]:
+    """Profiles drawn on a mixed table: every profile the look has, alike."""
+    return tuple(1.0 if w > 0 else 0.0 for w in look.profile_weights)
+
+
 def build_spec(
     cfg: SynthConfig,
     scene: dict[str, Any],
@@ -233,11 +252,12 @@ def build_spec(
     stamp: str,
 ) -> SceneSpec:
     """Turn a sampled scene into a drawable `SceneSpec` (bar layout, light, degradations)."""
+    look = get_look(cfg.look)
     n = len(scene["gaps_px"])
-    profile = _choice(rng, PROFILES, (0.5, 0.25, 0.25))
-    mixed = rng.random() < 0.15
-    spacing = float(rng.uniform(2.0, 10.0))
-    width = float(min(rng.uniform(34.0, 50.0), (BED_V - 80) / max(n, 1) - spacing))
+    profile = _choice(rng, PROFILES, look.profile_weights)
+    mixed = rng.random() < look.mixed_fraction
+    spacing = float(rng.uniform(*look.bar_spacing))
+    width = float(min(rng.uniform(*look.bar_width), (BED_V - 80) / max(n, 1) - spacing))
     v = float(rng.uniform(20.0, max(21.0, BED_V - 20 - n * (width + spacing))))
     light = scene["lighting"]
     gain = {
@@ -247,7 +267,8 @@ def build_spec(
     }[light]
     skew_bar = int(rng.integers(n)) if scene["skewed"] and n else -1
     no_stopper = scene["scene"] in ("bars_no_stopper", "background")
-    view = (float(rng.uniform(380, 520)), float(rng.uniform(-360, -260))) if no_stopper else (0, 0)
+    (ox0, ox1), (oy0, oy1) = look.no_stopper_offset
+    view = (float(rng.uniform(ox0, ox1)), float(rng.uniform(oy0, oy1))) if no_stopper else (0, 0)
     base = SceneSpec(
         seed=seed,
         width=cfg.width,
@@ -266,8 +287,9 @@ def build_spec(
         dust=0.0,
         noise_sigma=0.0,
         jpeg_quality=90,
-        caption=f"{session.camera} Stopper",
+        caption=look.caption.format(camera=session.camera),
         timestamp=stamp,
+        stopper_style=look.stopper_style,
     )
     bars = []
     for i, gap in enumerate(scene["gaps_px"]):
@@ -278,7 +300,7 @@ def build_spec(
             Bar(
                 v_center=vc,
                 width=width,
-                profile=_choice(rng, PROFILES, (1, 1, 1)) if mixed else profile,
+                profile=_choice(rng, PROFILES, _mix_weights(look)) if mixed else profile,
                 gap_units=units,
                 skew_deg=float(rng.choice([-1, 1]) * rng.uniform(0.4, 1.2))
                 if i == skew_bar
@@ -295,7 +317,7 @@ def build_spec(
         bars=tuple(bars),
         glare=int(rng.integers(1, 3)) if rng.random() < cfg.glare_fraction else 0,
         dust=float(rng.uniform(0.2, 0.8)) if rng.random() < cfg.dust_fraction else 0.0,
-        noise_sigma=float(rng.uniform(*noise)),
+        noise_sigma=float(rng.uniform(*noise)) * look.noise_scale,
         jpeg_quality=int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),
     )
 
@@ -337,9 +359,16 @@ def _record(spec: SceneSpec, scene: dict[str, Any], cfg: SynthConfig) -> dict[st
     }
 
 
-def _still_jobs(cfg: SynthConfig, subset: str, count: int) -> Iterator[tuple[SceneSpec, dict]]:
+def _still_jobs(
+    cfg: SynthConfig,
+    subset: str,
+    count: int,
+    sessions: list[Session] | None = None,
+    clip_prefix: str | None = None,
+) -> Iterator[tuple[SceneSpec, dict]]:
     """Specs of `count` still frames, in sequences of near-duplicates sharing a clip id."""
-    sessions = _sessions(cfg)
+    sessions = sessions or _sessions(cfg)
+    prefix = clip_prefix or ("ex" if subset == "example_set" else "pool")
     rng = np.random.default_rng([cfg.seed, 1 if subset == "example_set" else 2])
     made, seq = 0, 0
     while made < count:
@@ -349,7 +378,7 @@ def _still_jobs(cfg: SynthConfig, subset: str, count: int) -> Iterator[tuple[Sce
         stamp = f"{session.day} {seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
         spec = build_spec(cfg, scene, session, int(rng.integers(2**31)), rng, stamp)
         length = int(rng.integers(cfg.sequence_length[0], cfg.sequence_length[1] + 1))
-        clip_id = f"{'ex' if subset == 'example_set' else 'pool'}_seq{seq:05d}"
+        clip_id = f"{prefix}_seq{seq:05d}"
         twin = (  # no draw at twin_fraction 0, so the default pool stays what it was
             cfg.twin_fraction > 0
             and subset == "train_set"
@@ -448,6 +477,34 @@ def _write_clip(path: Path, frames: list[SceneSpec], fps: int, pool: ProcessPool
             writer.release()
 
 
+@contextmanager
+def _partial_dir(out_dir: str | Path, overwrite: bool) -> Iterator[tuple[Path, Path]]:
+    """(final, temporary) folders: the temporary one, filled in the block, replaces the final
+    one when the block ends without error and is removed otherwise (never half a set)."""
+    out = Path(out_dir).resolve()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BarsalignError(f"{out} exists and is not empty; pass overwrite=True (--overwrite)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise BarsalignError(f"cannot write the data set to {out}: {err.strerror}") from None
+    try:
+        yield out, tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
 def render_dataset(
     out_dir: str | Path,
     cfg: SynthConfig | None = None,
@@ -458,18 +515,10 @@ def render_dataset(
 ) -> Path:
     """Render the whole data set into `out_dir`, atomically (a half-written set never appears)."""
     cfg = cfg or SynthConfig()
-    out = Path(out_dir).resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BarsalignError(f"{out} exists and is not empty; pass overwrite=True (--overwrite)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as err:
-        raise BarsalignError(f"cannot write the data set to {out}: {err.strerror}") from None
     workers = workers or min(4, os.cpu_count() or 1)
     started = time.perf_counter()
-    try:
-        records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    with _partial_dir(out_dir, overwrite) as (out, tmp):
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for subset, count in (("example_set", cfg.n_example), ("train_set", cfg.n_pool)):
                 jobs = list(_still_jobs(cfg, subset, count))
@@ -495,20 +544,117 @@ def render_dataset(
                 records.extend({"file": rel, **m} for _, m in specs)
             if progress and cfg.n_clips:
                 print(f"clips: {cfg.n_clips} x {cfg.clip_frames} frames", flush=True)
-        with open(tmp / "metadata.jsonl", "w") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        _write_jsonl(tmp / "metadata.jsonl", records)
         stamp = {**cfg.to_json(), "renderer_version": RENDERER_VERSION}
         (tmp / "synth_config.json").write_text(json.dumps(stamp, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if progress:
         print(f"wrote {len(records)} frames to {out} in {time.perf_counter() - started:.1f} s")
     return out
+
+
+def look_config(name: str, **overrides: Any) -> SynthConfig:
+    """A SynthConfig of the look `name` (`LOOKS`), with any fields in `overrides` on top."""
+    look = get_look(name)
+    return SynthConfig(**{**look.config, **overrides, "look": name})
+
+
+LOOK_SPLITS = ("train", "val", "test")
+
+
+def _split_seed(seed: int, split: str) -> int:
+    """A look set's split seed: far from the small seeds of the default set and its test set."""
+    entropy = [seed, 20, LOOK_SPLITS.index(split)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % 2**31)
+
+
+def render_look_sets(
+    look: str,
+    out_dir: str | Path | None = None,
+    n_train: int = 300,
+    n_val: int = 120,
+    n_test: int = 300,
+    seed: int = 0,
+    aligned_fraction: float = 0.5,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """A look's small labelled sets, as a plant's first labelling: `train/`, `val/`, `test/`.
+
+    Each split holds `aligned/` and `not_aligned/` frames named `<clip>_f<n>.jpg` and a
+    `metadata.jsonl` (per frame: label, scene, lighting, session, clip id, gaps, bar heads and
+    the stopper face in pixels); splits come from their own seeds and recording sessions, so no
+    scene or camera setup is shared between them. `look.json` holds the look, its config, and
+    the stopper region (x0, y0, x1, y1 frame fractions) around every face and head at the
+    stopper with a margin, a box to start `roi` from. Default folder: `data/looks/<look>`.
+    """
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    if min(counts.values()) < 0:
+        raise BarsalignError(f"look set sizes must be >= 0, got {counts}")
+    cfg = look_config(  # the counts are the splits' below, not the default set's
+        look, seed=seed, aligned_fraction=aligned_fraction, n_example=0, n_pool=0, n_clips=0
+    )
+    workers = workers or min(4, os.cpu_count() or 1)
+    started = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    with _partial_dir(out_dir or LOOKS_DIR / look, overwrite) as (out, tmp):
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for k, split in enumerate(LOOK_SPLITS):
+                split_cfg = dataclasses.replace(cfg, seed=_split_seed(seed, split))
+                sessions = _sessions(split_cfg, first_day=k * cfg.n_sessions)
+                jobs = list(_still_jobs(split_cfg, split, counts[split], sessions, split))
+                rows = []
+                shots: Counter[str] = Counter()
+                specs = [j[0] for j in jobs]
+                for (spec, meta), data in zip(
+                    jobs, pool.map(_render_jpeg, specs, chunksize=4), strict=True
+                ):
+                    rel = f"{meta['label']}/{meta['clip_id']}_f{shots[meta['clip_id']]}.jpg"
+                    shots[meta["clip_id"]] += 1
+                    (tmp / split / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / split / rel).write_bytes(data)
+                    face = stopper_face_px(spec)
+                    rows.append({"file": rel, "look": look, **meta, "stopper_face_px": face})
+                (tmp / split).mkdir(exist_ok=True)
+                _write_jsonl(tmp / split / "metadata.jsonl", rows)
+                records += rows
+                if progress:
+                    print(f"{split}: {len(rows)} frames", flush=True)
+        info = {
+            "look": look,
+            "summary": get_look(look).summary,
+            "config": cfg.to_json(),
+            "seeds": {split: _split_seed(seed, split) for split in LOOK_SPLITS},
+            "frames": {split: counts[split] for split in LOOK_SPLITS},
+            "renderer_version": RENDERER_VERSION,
+            "stopper_roi": _stopper_roi(records, cfg.width, cfg.height),
+        }
+        (tmp / "look.json").write_text(json.dumps(info, indent=2) + "\n")
+    if progress:
+        print(f"wrote {len(records)} frames to {out} in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def _stopper_roi(
+    records: list[dict[str, Any]], width: int, height: int, margin: float = 0.05
+) -> list[float] | None:
+    """The box (frame fractions) around every stopper face and every bar head within 10 px of
+    it, grown by `margin` of the frame on each side; None when no frame shows a stopper."""
+    pts = [p for r in records if r.get("stopper_face_px") for p in r["stopper_face_px"]]
+    pts += [
+        h
+        for r in records
+        if r.get("stopper_face_px")
+        for h, g in zip(r["heads_px"], r["gaps_px"], strict=True)
+        if g < 10
+    ]
+    if not pts:
+        return None
+    xy = np.asarray(pts, dtype=float) / [width, height]
+    lo = np.clip(xy.min(axis=0) - margin, 0.0, 1.0)
+    hi = np.clip(xy.max(axis=0) + margin, 0.0, 1.0)
+    return [round(float(v), 4) for v in (*lo, *hi)]
 
 
 def load_metadata(data_dir: str | Path) -> list[dict[str, Any]]:
@@ -639,57 +785,125 @@ def hard_pool(
     return csv
 
 
+_DEFAULT_SET_FLAGS = (
+    "n_example",
+    "n_pool",
+    "n_clips",
+    "clip_frames",
+    "hard_fraction",
+    "twin_fraction",
+    "night_weight",
+    "size",
+)
+_LOOK_FLAGS = ("n_train", "n_val", "n_test")
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "synth", help="render the synthetic conveyor data set", description=__doc__.splitlines()[0]
     )
     p.add_argument(
-        "--out", type=Path, default=SYNTH_DIR, help=f"output folder (default {SYNTH_DIR})"
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default {SYNTH_DIR}; with --look, {LOOKS_DIR}/NAME)",
+    )
+    p.add_argument(
+        "--look",
+        default=None,
+        help=f"render a look's small labelled train/val/test sets: {', '.join(LOOKS)}",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-example", type=int, default=SynthConfig.n_example, help="labelled frames")
-    p.add_argument("--n-pool", type=int, default=SynthConfig.n_pool, help="unlabelled frames")
-    p.add_argument("--n-clips", type=int, default=SynthConfig.n_clips)
-    p.add_argument("--clip-frames", type=int, default=SynthConfig.clip_frames)
-    p.add_argument("--aligned-fraction", type=float, default=SynthConfig.aligned_fraction)
-    p.add_argument("--hard-fraction", type=float, default=SynthConfig.hard_fraction)
+    for split, n in (("train", 300), ("val", 120), ("test", 300)):
+        p.add_argument(f"--n-{split}", type=int, default=None, help=f"with --look: {n}")
+    p.add_argument(
+        "--n-example", type=int, default=None, help=f"labelled frames ({SynthConfig.n_example})"
+    )
+    p.add_argument(
+        "--n-pool", type=int, default=None, help=f"unlabelled frames ({SynthConfig.n_pool})"
+    )
+    p.add_argument("--n-clips", type=int, default=None, help=f"({SynthConfig.n_clips})")
+    p.add_argument("--clip-frames", type=int, default=None, help=f"({SynthConfig.clip_frames})")
+    p.add_argument(
+        "--aligned-fraction",
+        type=float,
+        default=None,
+        help=f"({SynthConfig.aligned_fraction}; with --look 0.5)",
+    )
+    p.add_argument(
+        "--hard-fraction", type=float, default=None, help=f"({SynthConfig.hard_fraction})"
+    )
     p.add_argument(
         "--twin-fraction",
         type=float,
-        default=SynthConfig.twin_fraction,
-        help="share of the pool's not-aligned bar scenes also drawn with every bar flush",
+        default=None,
+        help="share of the pool's not-aligned bar scenes also drawn with every bar flush (0)",
     )
     p.add_argument(
         "--night-weight",
         type=float,
-        default=SynthConfig.lighting_mix[2],
-        help="weight of night frames against day 0.45 and artificial 0.35",
+        default=None,
+        help=f"weight of night frames against day 0.45 and artificial 0.35 "
+        f"({SynthConfig.lighting_mix[2]})",
     )
-    p.add_argument("--size", default="1152x864", help="WIDTHxHEIGHT")
+    p.add_argument("--size", default=None, help="WIDTHxHEIGHT (1152x864)")
     p.add_argument("--workers", type=int, default=None, help="render processes (default: cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     p.set_defaults(func=_cli)
 
 
+def _flags(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` given on the command line, spelled as flags."""
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
+
+
 def _cli(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise BarsalignError(f"--workers must be >= 1, got {args.workers}")
+    if args.look is not None:
+        get_look(args.look)
+        if given := _flags(args, _DEFAULT_SET_FLAGS):
+            raise BarsalignError(
+                f"{', '.join(given)}: for the default data set only; a look sets its own"
+            )
+        sizes = {n: getattr(args, n) for n in _LOOK_FLAGS if getattr(args, n) is not None}
+        aligned = 0.5 if args.aligned_fraction is None else args.aligned_fraction
+        render_look_sets(
+            args.look,
+            args.out,
+            seed=args.seed,
+            aligned_fraction=aligned,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=True,
+            **sizes,
+        )
+        return 0
+    if given := _flags(args, _LOOK_FLAGS):
+        raise BarsalignError(f"{', '.join(given)}: only with --look NAME")
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    size = pick(args.size, "1152x864")
     try:
-        width, height = (int(x) for x in args.size.lower().split("x"))
+        width, height = (int(x) for x in size.lower().split("x"))
     except ValueError:
-        raise BarsalignError(f"--size must look like 1152x864, got {args.size!r}") from None
+        raise BarsalignError(f"--size must look like 1152x864, got {size!r}") from None
+    d = SynthConfig
     cfg = SynthConfig(
         seed=args.seed,
         width=width,
         height=height,
-        n_example=args.n_example,
-        n_pool=args.n_pool,
-        n_clips=args.n_clips,
-        clip_frames=args.clip_frames,
-        aligned_fraction=args.aligned_fraction,
-        hard_fraction=args.hard_fraction,
-        twin_fraction=args.twin_fraction,
-        lighting_mix=(0.45, 0.35, args.night_weight),
+        n_example=pick(args.n_example, d.n_example),
+        n_pool=pick(args.n_pool, d.n_pool),
+        n_clips=pick(args.n_clips, d.n_clips),
+        clip_frames=pick(args.clip_frames, d.clip_frames),
+        aligned_fraction=pick(args.aligned_fraction, d.aligned_fraction),
+        hard_fraction=pick(args.hard_fraction, d.hard_fraction),
+        twin_fraction=pick(args.twin_fraction, d.twin_fraction),
+        lighting_mix=(0.45, 0.35, pick(args.night_weight, d.lighting_mix[2])),
     )
-    if args.workers is not None and args.workers < 1:
-        raise BarsalignError(f"--workers must be >= 1, got {args.workers}")
-    render_dataset(args.out, cfg, workers=args.workers, overwrite=args.overwrite, progress=True)
+    out = args.out or SYNTH_DIR
+    render_dataset(out, cfg, workers=args.workers, overwrite=args.overwrite, progress=True)
     return 0
