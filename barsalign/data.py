@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -73,17 +74,18 @@ def read_class_files(
     folder: Path, path_map: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[Path, int]]:
     """The labeler's class files in `folder` as (local path, label); skipped frames left out."""
+    from barsalign.labelstore import read_class_file
+
     out: list[tuple[Path, int]] = []
     skipped: set[str] = set()
     if (folder / SKIPPED_FILE).is_file():
-        skipped = {s.strip() for s in (folder / SKIPPED_FILE).read_text().splitlines() if s.strip()}
+        skipped = set(read_class_file(folder / SKIPPED_FILE))
     for name, label in CLASS_FILES.items():
         f = folder / name
         if not f.is_file():
             continue
-        for line in f.read_text().splitlines():
-            line = line.strip()
-            if not line or line in skipped:
+        for line in read_class_file(f):  # UTF-8, one image path a line, else a named error
+            if line in skipped:
                 continue
             p = Path(_map_prefix(line, path_map))
             out.append((p if p.is_absolute() else folder / p, label))
@@ -92,19 +94,26 @@ def read_class_files(
 
 def read_csv_labels(path: Path, path_map: Sequence[tuple[str, str]] = ()) -> list[tuple[Path, int]]:
     """A CSV with columns `path,label` (label aligned/not_aligned or 1/0)."""
+    from barsalign.labelstore import path_problem, read_text_file
+
     out: list[tuple[Path, int]] = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise BarsalignError(f"{path}: needs a header with columns 'path,label'")
-        for n, row in enumerate(reader, 2):
-            lab = LABELS.get(str(row["label"]).strip().lower())
-            if lab is None:
-                raise BarsalignError(
-                    f"{path}:{n}: label {row['label']!r} is not aligned/not_aligned"
-                )
-            p = Path(_map_prefix(row["path"].strip(), path_map))
-            out.append((p if p.is_absolute() else path.parent / p, lab))
+    reader = csv.DictReader(io.StringIO(read_text_file(path), newline=""))
+    if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+        raise BarsalignError(f"{path}: needs a header with columns 'path,label'")
+    end = reader.line_num
+    for row in reader:
+        n, end = end + 1, reader.line_num  # the row's first line
+        raw_path, raw_label = row.get("path"), row.get("label")
+        if raw_path is None or raw_label is None:
+            raise BarsalignError(f"{path}:{n}: expected 'path,label', got {len(row)} field(s)")
+        lab = LABELS.get(str(raw_label).strip().lower())
+        if lab is None:
+            raise BarsalignError(f"{path}:{n}: label {raw_label!r} is not aligned/not_aligned")
+        why = path_problem(raw_path.strip())
+        if why:
+            raise BarsalignError(f"{path}:{n}: {raw_path[:80]!r}: {why}")
+        p = Path(_map_prefix(raw_path.strip(), path_map))
+        out.append((p if p.is_absolute() else path.parent / p, lab))
     return out
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from barsalign.config import DATA_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.metrics import binary_metrics, threshold_for_precision, threshold_max_fbeta
+from barsalign.outputs import atomic_write_text
 
 HELD_OUT_DIR = DATA_DIR / "synthetic_test"
 """The default held-out set: rendered from another seed, so no training run has seen it."""
@@ -95,16 +96,19 @@ class Scorer:
     parameters: int = 0
     torch_model: Any = None
 
+    def prepare(self, image_bgr: np.ndarray, name: str = "frame") -> np.ndarray:
+        """One frame as the model's input [3, S, S]; a BarsalignError naming `name` when the
+        frame is far below the model's input size (see `preprocess.scoring_problem`)."""
+        from barsalign.preprocess import preprocess, scoring_problem, to_tensor
+
+        problem = scoring_problem(image_bgr, self.preprocess_cfg)
+        if problem:
+            raise BarsalignError(f"{name}: {problem}")
+        return to_tensor(preprocess(image_bgr, self.preprocess_cfg), self.data_config).numpy()
+
     def tensors(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocess BGR frames into the model's normalised input batch [B, 3, S, S]."""
-        from barsalign.preprocess import preprocess, to_tensor
-
-        return np.stack(
-            [
-                to_tensor(preprocess(img, self.preprocess_cfg), self.data_config).numpy()
-                for img in images_bgr
-            ]
-        )
+        return np.stack([self.prepare(img) for img in images_bgr])
 
     def scores(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits_fn(self.tensors(images_bgr))))
@@ -116,28 +120,48 @@ def _preprocess_from(hparams: dict[str, Any], ckpt: Path) -> Any:
 
     from barsalign.preprocess import PreprocessConfig
 
-    stored = hparams.get("preprocess")
+    stored, source = hparams.get("preprocess"), ckpt
     if stored is None:
         for cfg_file in (ckpt.parent / "config.yaml", ckpt.parent.parent / "config.yaml"):
             if cfg_file.is_file():
-                stored = (yaml.safe_load(cfg_file.read_text()) or {}).get("preprocess")
+                try:
+                    run_cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+                except (yaml.YAMLError, UnicodeDecodeError) as err:
+                    raise BarsalignError(f"{cfg_file}: not readable YAML ({err})") from None
+                stored = run_cfg.get("preprocess") if isinstance(run_cfg, dict) else None
+                source = cfg_file
                 break
     if stored is None:
         raise BarsalignError(f"{ckpt}: no preprocessing config stored with it or its run")
-    return PreprocessConfig(**stored) if isinstance(stored, dict) else stored
+    if isinstance(stored, PreprocessConfig):
+        return stored
+    if not isinstance(stored, dict):
+        raise BarsalignError(f"{source}: its preprocessing config is not a mapping: {stored!r}")
+    try:
+        return PreprocessConfig(**stored)
+    except TypeError as err:
+        raise BarsalignError(f"{source}: preprocessing config rejected: {err}") from None
+    except BarsalignError as err:
+        raise BarsalignError(f"{source}: {err}") from None
+
+
+def check_model_path(model_path: str | Path) -> Path:
+    """A model file `load_scorer` can open: it exists and is a .ckpt or an .onnx."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise BarsalignError(f"model {path} does not exist")
+    if path.suffix not in (".ckpt", ".onnx"):
+        raise BarsalignError(f"{path}: expected a .ckpt checkpoint or an .onnx export")
+    return path
 
 
 def load_scorer(model_path: str | Path) -> Scorer:
     """A checkpoint (.ckpt) or an exported model (.onnx with its card) ready to score frames."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise BarsalignError(f"model {path} does not exist")
+    path = check_model_path(model_path)
     if path.suffix == ".onnx":
         from barsalign import export
 
         return export.onnx_scorer(path)
-    if path.suffix != ".ckpt":
-        raise BarsalignError(f"{path}: expected a .ckpt checkpoint or an .onnx export")
     import torch
 
     from barsalign.model import count_parameters, data_config, load_checkpoint
@@ -146,6 +170,11 @@ def load_scorer(model_path: str | Path) -> Scorer:
     hp = dict(model.hparams)
     image_size = int(hp["image_size"])
     pcfg = _preprocess_from(hp, path)
+    if pcfg.target_size != image_size:
+        raise BarsalignError(
+            f"{path}: trained at {image_size} px, but its preprocessing makes "
+            f"{pcfg.target_size} px frames"
+        )
 
     def logits(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -191,9 +220,23 @@ def score_paths(
     for i in range(0, len(paths), batch_size):
         frames, unreadable = read_frames(paths[i : i + batch_size])
         bad += unreadable
-        ok = [k for k, f in enumerate(frames) if f is not None]
+        ok, batch = [], []
+        for k, frame in enumerate(frames):
+            if frame is None:
+                continue
+            try:
+                batch.append(scorer.prepare(frame, str(paths[i + k])))
+            except BarsalignError as err:
+                bad.append((str(paths[i + k]), str(err)))
+                continue
+            ok.append(k)
         if ok:
-            scores[[i + k for k in ok]] = scorer.scores([frames[k] for k in ok])
+            got = 1.0 / (1.0 + np.exp(-np.asarray(scorer.logits_fn(np.stack(batch)), float)))
+            for k, s in zip(ok, got.ravel(), strict=True):
+                if np.isfinite(s):
+                    scores[i + k] = s
+                else:
+                    bad.append((str(paths[i + k]), f"{paths[i + k]}: the model gave no score"))
     read = len(paths) - len(bad)
     ms = (time.perf_counter() - started) * 1000.0 / max(read, 1)
     return scores, bad, ms
@@ -327,8 +370,7 @@ def write_json(path: Path, data: Any) -> Path:
             return asdict(o)
         return str(o)
 
-    path.write_text(json.dumps(data, indent=2, default=default) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, default=default) + "\n")
 
 
 def error_cases(

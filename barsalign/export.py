@@ -6,7 +6,10 @@ the label on every frame) before a **model card** is written beside it
 normalisation, the operating threshold and where it came from, the metrics, the parity numbers
 and the sha256 of both the source checkpoint and the exported file. `load_exported` refuses a
 model without a card, or whose card belongs to another file, another input size or another
-preprocessing, so a model is never fed frames preprocessed another way.
+preprocessing, so a model is never fed frames preprocessed another way. What the card says
+about scoring (backbone, input size, preprocessing, normalisation) is also written into the
+model file itself (ONNX `metadata_props`, a TorchScript extra file), which the card's sha256
+covers: a card edited by hand no longer matches its model and is refused.
 
 ONNX goes through the TorchScript-based exporter (`dynamo=False`): the torch.export-based one
 needs `onnxscript`, which is not installed here. BatchNorm stays a node of its own (ONNX Runtime
@@ -27,6 +30,7 @@ import importlib.util
 import json
 import math
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -38,8 +42,14 @@ import numpy as np
 
 from barsalign.config import RUNS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.metrics import check_threshold
+from barsalign.outputs import atomic_path, atomic_write_text, check_output_dir
 
-CARD_VERSION = 1
+CARD_VERSION = 2
+"""2: the scoring fields also live inside the model file (`EMBEDDED_KEY`)."""
+EMBEDDED_KEY = "barsalign_card"
+"""ONNX metadata_props key / TorchScript extra file holding the card's `SCORING_KEYS` (JSON)."""
+SCORING_KEYS = ("backbone", "image_size", "preprocess", "data_config")
 NOISE_FACTOR = 10.0
 """Allowed drift of the optimised ONNX Runtime session, in units of PyTorch's own fp32 spread."""
 FORMATS = ("onnx", "torchscript", "coreml")
@@ -239,17 +249,42 @@ def operating_point(
     return 0.5, "default 0.5 (no evaluation of this run found)", metrics
 
 
+def default_parity_data(render: bool = True) -> Path:
+    """The synthetic default set, for a parity check given no frames; said on stderr.
+
+    With `render` False (the command) a missing set is an error asking for --data: 300 frames
+    rendered into the repo's data folder unasked would be a surprise. The Python API renders
+    it (saying so), as the notebooks' `data_dir = None` promises.
+    """
+    from barsalign.config import SYNTH_DIR
+    from barsalign.synth import SynthConfig, _stamp_matches, ensure_default
+
+    if _stamp_matches(SYNTH_DIR / "synth_config.json", SynthConfig()):
+        print(f"export: parity frames from the synthetic default set {SYNTH_DIR}", file=sys.stderr)
+        return SYNTH_DIR
+    if not render:
+        raise BarsalignError(
+            f"no --data given, and the synthetic default set is not rendered in {SYNTH_DIR}: "
+            "pass --data FOLDER (frames for the parity check) or render it with barsalign synth"
+        )
+    print(
+        f"export: no parity frames given: rendering the synthetic default set into {SYNTH_DIR}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return ensure_default()
+
+
 def parity_frames(data: str | Path | None, n: int) -> tuple[list[np.ndarray], list[str]]:
     """`n` real frames (BGR) spread over a folder (both classes where it has them)."""
-    import cv2
-
     from barsalign.eda import IMAGE_SUFFIXES
+    from barsalign.preprocess import read_image
 
     if data is None:
-        from barsalign.synth import ensure_default
-
-        data = ensure_default()
+        data = default_parity_data()
     root = Path(data)
+    if not root.is_dir():
+        raise BarsalignError(f"--data {root} is not a folder (frames for the parity check)")
     if (root / "example_set").is_dir():
         root = root / "example_set"
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -258,10 +293,10 @@ def parity_frames(data: str | Path | None, n: int) -> tuple[list[np.ndarray], li
     pick = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(n, len(paths)))]
     frames = []
     for p in pick:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise BarsalignError(f"{p} is not a readable image (needed for the parity check)")
-        frames.append(img)
+        try:
+            frames.append(read_image(p))
+        except BarsalignError as err:
+            raise BarsalignError(f"{err} (needed for the parity check)") from None
     return frames, [str(p) for p in pick]
 
 
@@ -298,7 +333,13 @@ def onnx_session(path: str | Path, threads: int | None = None, optimize: bool = 
         raise BarsalignError(f"{path} is not a loadable ONNX model: {first}") from None
 
 
-def _export_onnx(net: Any, example: Any, out: Path, opset: int) -> None:
+def _scoring_json(card: dict[str, Any]) -> str:
+    """The card's scoring fields as canonical JSON (what goes into the model file)."""
+    return json.dumps({k: card[k] for k in SCORING_KEYS}, sort_keys=True)
+
+
+def _export_onnx(net: Any, example: Any, out: Path, opset: int, scoring: str) -> None:
+    import onnx
     import torch
 
     with warnings.catch_warnings():
@@ -314,15 +355,43 @@ def _export_onnx(net: Any, example: Any, out: Path, opset: int) -> None:
             dynamo=False,
             training=torch.onnx.TrainingMode.PRESERVE,  # eval BatchNorm, not folded into Conv
         )
+    model = onnx.load(str(out))
+    onnx.helper.set_model_props(model, {EMBEDDED_KEY: scoring})
+    onnx.save(model, str(out))
 
 
-def _export_torchscript(net: Any, example: Any, out: Path) -> None:
+def _export_torchscript(net: Any, example: Any, out: Path, scoring: str) -> None:
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(net, example, check_trace=False)
-        torch.jit.save(traced, str(out))
+        torch.jit.save(traced, str(out), _extra_files={EMBEDDED_KEY: scoring})
+
+
+def embedded_scoring(model_path: str | Path) -> dict[str, Any] | None:
+    """The scoring fields written into an exported model file, or None if it has none."""
+    import zipfile
+
+    path = Path(model_path)
+    fmt = _format_of(path)
+    try:
+        if fmt == "onnx":
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+            text = props.get(EMBEDDED_KEY)
+        elif fmt == "torchscript":
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith(f"/extra/{EMBEDDED_KEY}")]
+                text = zf.read(names[0]).decode("utf-8") if names else None
+        else:
+            return None
+        return None if text is None else json.loads(text)
+    except Exception as err:  # noqa: BLE001 - a damaged file: one line, whatever the parser says
+        raise BarsalignError(
+            f"{path} is not a readable {fmt} model ({type(err).__name__})"
+        ) from None
 
 
 def _export_coreml(net: Any, example: Any, out: Path) -> dict[str, Any]:
@@ -367,18 +436,26 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
 
     from barsalign.evaluate import load_scorer
 
-    # 1. the checkpoint, its preprocessing and its operating point
+    # 1. the checkpoint, the output folder, the preprocessing and the operating point
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.runs_dir or RUNS_DIR)
-    scorer = load_scorer(ckpt)
+    if ckpt.suffix != ".ckpt":
+        already = any(ckpt.name.endswith(x) for x in SUFFIXES.values())
+        raise BarsalignError(
+            f"--checkpoint {ckpt}: export needs a .ckpt checkpoint (barsalign train writes "
+            f"them){'; this file is already an export' if already else ''}"
+        )
+    if not ckpt.is_file():
+        raise BarsalignError(f"checkpoint {ckpt} does not exist")
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "export"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(cfg.out_dir if cfg.out_dir else run_dir / "export", what="--out")
+    parity_data = cfg.parity_data if cfg.parity_data is not None else default_parity_data()
+    scorer = load_scorer(ckpt)
     threshold, threshold_source, metrics = operating_point(
         scorer.name, cfg.threshold, cfg.evaluation, cfg.runs_dir or run_dir.parent
     )
 
     # 2. real frames, preprocessed the way the model was trained, and PyTorch's logits
-    frames, frame_paths = parity_frames(cfg.parity_data, cfg.parity_frames)
+    frames, frame_paths = parity_frames(parity_data, cfg.parity_frames)
     batch = scorer.tensors(frames).astype(np.float32)
     net = _inference_net(scorer.torch_model)
     with torch.inference_mode():  # the reference is the trained module's own forward
@@ -413,6 +490,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    scoring = _scoring_json(base_card)
 
     # 3. each format: export, check, card
     results: dict[str, Any] = {}
@@ -425,11 +503,12 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
                 continue
             check: dict[str, Any] = {"note": results[fmt]["parity"]}
         else:
-            (
-                _export_onnx(net, example, out, cfg.opset)
-                if fmt == "onnx"
-                else _export_torchscript(net, example, out)
-            )
+            with atomic_path(out, SUFFIXES[fmt]) as tmp:  # the model file appears whole
+                (
+                    _export_onnx(net, example, tmp, cfg.opset, scoring)
+                    if fmt == "onnx"
+                    else _export_torchscript(net, example, tmp, scoring)
+                )
             strict = format_logits(fmt, out, optimize=False)
             like = native if fmt == "onnx" else reference  # same arithmetic on both sides
             logits_b1 = np.concatenate([strict(batch[i : i + 1]) for i in (0, 1)])
@@ -455,7 +534,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
         }
         if fmt == "onnx":
             card["opset"] = cfg.opset
-        card_path(out).write_text(json.dumps(card, indent=2) + "\n")
+        atomic_write_text(card_path(out), json.dumps(card, indent=2) + "\n")
         results[fmt].update(path=str(out), card=str(card_path(out)), size_mb=size_mb(out), **check)
     return {
         "checkpoint": str(ckpt),
@@ -563,15 +642,18 @@ def read_card(model_path: str | Path, expect_preprocess: Any = None) -> dict[str
             "so its preprocessing travels with it"
         )
     try:
-        card = json.loads(cpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        card = json.loads(cpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise BarsalignError(f"model card {cpath} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise BarsalignError(f"cannot read model card {cpath}: {err.strerror or err}") from None
     missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
     if missing:
         raise BarsalignError(f"model card {cpath} lacks {missing}")
     if card["card_version"] != CARD_VERSION:
         raise BarsalignError(
-            f"model card {cpath}: version {card['card_version']}, not {CARD_VERSION}"
+            f"model card {cpath}: version {card['card_version']!r}, not {CARD_VERSION}; "
+            "export the model again with this barsalign"
         )
     if card["model_file"] != model_path.name or card["format"] != _format_of(model_path):
         raise BarsalignError(
@@ -603,8 +685,49 @@ def read_card(model_path: str | Path, expect_preprocess: Any = None) -> dict[str
             f"model card {cpath}: the model was trained with other preprocessing than requested "
             f"(field: (card, requested)) {diff}"
         )
+    _check_scoring_fields(card, cpath, pcfg)
+    embedded = embedded_scoring(model_path)
+    stated = json.loads(_scoring_json(card))
+    if card["format"] != "coreml" and embedded != stated:
+        diff = (
+            "the model file holds none"
+            if not isinstance(embedded, dict)
+            else ", ".join(k for k in SCORING_KEYS if embedded.get(k) != stated.get(k))
+        )
+        raise BarsalignError(
+            f"model card {cpath} does not match what {model_path.name} says of its own "
+            f"preprocessing ({diff}): the card was edited; export the model again"
+        )
     card["_preprocess_cfg"] = pcfg
     return card
+
+
+def _check_scoring_fields(card: dict[str, Any], cpath: Path, pcfg: Any) -> None:
+    """The card's threshold, input size and normalisation: values a model can score with."""
+    check_threshold(card["threshold"], f"model card {cpath}: threshold")
+    size = card["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size != pcfg.target_size:
+        raise BarsalignError(
+            f"model card {cpath}: image_size {size!r} is not the preprocessing's target_size "
+            f"{pcfg.target_size}"
+        )
+    dc = card["data_config"]
+    for key in ("mean", "std"):
+        values = dc.get(key) if isinstance(dc, dict) else None
+        ok = (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values
+            )
+            and (key == "mean" or all(v > 0 for v in values))
+        )
+        if not ok:
+            raise BarsalignError(
+                f"model card {cpath}: data_config.{key} must be 3 finite numbers"
+                f"{' above 0' if key == 'std' else ''}, not {values!r}"
+            )
 
 
 def _tuples(stored: dict[str, Any], cls: Any) -> dict[str, Any]:
@@ -760,6 +883,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _cli(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
     params = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    ExportConfig(**params)  # the settings first, then where the parity frames come from
+    if args.parity_data is None:
+        params["parity_data"] = str(default_parity_data(render=False))
     summary = export_checkpoint(ExportConfig(**params))
     print(format_summary(summary))
     return 0

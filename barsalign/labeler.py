@@ -315,10 +315,11 @@ def _csv_pairs(src: Path) -> list[tuple[str, str]]:
     """(path, label) rows of a CSV, every path checked to be one image path a line."""
     pairs: list[tuple[str, str]] = []
     reader = csv.reader(io.StringIO(read_text_file(src), newline=""))
+    end = 0
     for n, row in enumerate(reader, 1):
+        line, end = end + 1, reader.line_num  # a quoted line break spans lines: name the first
         if n == 1 and row == ["path", "label"]:
             continue
-        line = reader.line_num
         if len(row) != 2 or row[1] not in CLASSES:
             raise BarsalignError(f"{src}:{line}: expected 'path,label' with a known label")
         why = path_problem(row[0])

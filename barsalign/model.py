@@ -9,6 +9,7 @@ with a warning. Aligned is the positive class (label 1) for every metric.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import math
 import warnings
@@ -397,9 +398,17 @@ def load_checkpoint(path: str | Path, backbone: str | None = None) -> AlignmentC
         raise BarsalignError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise BarsalignError(f"{path} is not a readable checkpoint: {err}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    except Exception:  # noqa: BLE001 - torch's text advises weights_only=False: never repeat it
+        raise BarsalignError(
+            f"{path} is not a readable checkpoint: not a PyTorch file of tensors and plain values "
+            "(barsalign train writes those; other objects are refused, as loading them can run "
+            "code)"
+        ) from None
+    if (
+        not isinstance(ckpt, dict)
+        or not isinstance(ckpt.get("state_dict"), dict)
+        or not isinstance(ckpt.get("hyper_parameters"), dict)
+    ):
         raise BarsalignError(f"{path} is not a barsalign checkpoint (no state_dict/hparams)")
     hp = dict(ckpt["hyper_parameters"])
     if backbone is not None and hp.get("backbone") != backbone:
@@ -407,9 +416,36 @@ def load_checkpoint(path: str | Path, backbone: str | None = None) -> AlignmentC
             f"{path} is a checkpoint of backbone {hp.get('backbone')!r}, not {backbone!r}"
         )
     hp.pop("weights_source", None)
-    model = AlignmentClassifier(**{**hp, "weights": "random", "pretrained_path": None})
+    size = hp.get("image_size")
+    if (
+        not isinstance(hp.get("backbone"), str)
+        or isinstance(size, bool)
+        or not isinstance(size, int)
+    ):
+        raise BarsalignError(
+            f"{path}: its hyperparameters need a backbone name and a whole-number image_size, "
+            f"not {hp.get('backbone')!r} and {size!r}"
+        )
+    known = set(inspect.signature(AlignmentClassifier.__init__).parameters) - {"self"}
+    unknown = sorted(str(k) for k in set(hp) - known)
+    if unknown:
+        raise BarsalignError(
+            f"{path}: hyperparameter(s) {unknown} unknown to this version of barsalign "
+            "(saved by another version, or edited?); the model cannot be rebuilt from it"
+        )
+    try:
+        model = AlignmentClassifier(**{**hp, "weights": "random", "pretrained_path": None})
+    except BarsalignError as err:
+        raise BarsalignError(f"{path}: its hyperparameters are refused: {err}") from None
+    except Exception as err:  # noqa: BLE001 - timm/torch errors on odd values, one line each
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise BarsalignError(
+            f"{path}: its hyperparameters do not build a model ({type(err).__name__}: {first})"
+        ) from None
     own = model.state_dict()
     sd = ckpt["state_dict"]
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise BarsalignError(f"{path}: its state_dict holds values that are not tensors")
     wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     missing = [k for k in own if k not in sd]
     extra = [k for k in sd if k not in own]

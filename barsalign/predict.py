@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,15 @@ from barsalign.eda import list_images
 from barsalign.errors import BarsalignError
 from barsalign.evaluate import (
     LABEL_DIRS,
+    check_model_path,
     evaluate_scores,
     labelled_folder,
     load_scorer,
     score_paths,
     write_json,
 )
+from barsalign.metrics import check_precision_target, check_threshold
+from barsalign.outputs import atomic_write_text, check_output_file
 
 METRIC_ROWS = ("f05", "f1", "accuracy", "precision", "recall", "auroc")
 
@@ -45,26 +49,53 @@ def format_metrics(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _model_inputs(model: str | Path) -> list[Path]:
+    """The files a model run reads (the model and, for exports, its card), checked to exist:
+    they are never outputs."""
+    from barsalign.export import card_path
+
+    return [check_model_path(model), card_path(model)]
+
+
+def _threshold(scorer: Any, given: float | None) -> float:
+    """The decision threshold: the one given, else the model card's, else 0.5 (all checked)."""
+    if given is not None:
+        return check_threshold(given, "--threshold")
+    card = getattr(scorer, "threshold", None)
+    return 0.5 if card is None else check_threshold(card, f"{scorer.source}: threshold")
+
+
 def predict_folder(
     model: str | Path, source: str | Path, out_csv: str | Path, threshold: float | None = None
 ) -> dict[str, Any]:
-    """Score every image under `source` into a CSV; metrics too when it has the class layout."""
-    scorer = load_scorer(model)
-    thr = float(getattr(scorer, "threshold", None) or 0.5) if threshold is None else threshold
+    """Score every image under `source` into a CSV; metrics too when it has the class layout.
+
+    The threshold, the source and the output path are checked before the model is loaded;
+    the CSV is written atomically once every frame is scored.
+    """
+    if threshold is not None:
+        check_threshold(threshold, "--threshold")
+    inputs = _model_inputs(model)
     source = Path(source)
+    if not source.is_dir():
+        raise BarsalignError(f"--source {source} is not a folder")
+    out_csv = check_output_file(out_csv, inputs, "--out")
     labelled = any((source / d).is_dir() for d in LABEL_DIRS)
     data = labelled_folder(source) if labelled else None
     paths = data.paths if data else list_images(source)
+    scorer = load_scorer(model)
+    thr = _threshold(scorer, threshold)
     scores, bad, ms = score_paths(scorer, paths)
     reasons = dict(bad)
-    with open(out_csv, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "score", "label"])
-        for p, s in zip(paths, scores, strict=True):
-            if np.isnan(s):
-                writer.writerow([str(p), "", "unreadable"])
-            else:
-                writer.writerow([str(p), f"{s:.6f}", "aligned" if s >= thr else "not_aligned"])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "score", "label"])
+    for p, s in zip(paths, scores, strict=True):
+        if np.isnan(s):
+            writer.writerow([str(p), "", "unreadable"])
+        else:
+            writer.writerow([str(p), f"{s:.6f}", "aligned" if s >= thr else "not_aligned"])
+    atomic_write_text(out_csv, buf.getvalue())
     result: dict[str, Any] = {
         "frames": len(paths),
         "unreadable": sorted(reasons),
@@ -113,13 +144,16 @@ def _report_unreadable(bad: list[str]) -> None:
 
 
 def _evaluate_cli(args: argparse.Namespace) -> int:
-    scorer = load_scorer(args.model)
-    thr = (
-        args.threshold
-        if args.threshold is not None
-        else float(getattr(scorer, "threshold", None) or 0.5)
-    )
+    # 1. arguments and the output path, before any frame is scored
+    if args.threshold is not None:
+        check_threshold(args.threshold, "--threshold")
+    check_precision_target(args.precision_target, "--precision-target")
+    inputs = _model_inputs(args.model)
     data = labelled_folder(args.data)
+    check_output_file(args.json, inputs, "--json")
+    # 2. score, report, write
+    scorer = load_scorer(args.model)
+    thr = _threshold(scorer, args.threshold)
     scores, bad, ms = score_paths(scorer, data.paths)
     _report_unreadable([b[0] for b in bad])
     ok = ~np.isnan(scores)

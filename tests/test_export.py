@@ -153,7 +153,7 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
 def test_loader_refuses_a_wrong_input_size(exported: dict, tmp_path: Path) -> None:
     model = _copy(exported, "onnx", tmp_path)
     _edit_card(model, image_size=SIZE * 2)
-    with pytest.raises(BarsalignError, match=f"says input {SIZE * 2}x{SIZE * 2}"):
+    with pytest.raises(BarsalignError, match=f"image_size {SIZE * 2} is not"):
         export.load_exported(model)
 
 

@@ -8,9 +8,11 @@ otherwise a plain `chmod`. Each test names the issue's case it keeps fixed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,3 +313,294 @@ def test_a_stream_that_drops_after_every_reconnect_gives_up(
     finally:
         stop.set()
     assert len(served) == 3  # the first connection and two reconnects, though each gave frames
+
+
+# --- silently wrong ------------------------------------------------------------------------
+@pytest.fixture()
+def frames(tmp_path: Path) -> Path:
+    """A labelled folder of four 96x64 frames."""
+    d = tmp_path / "frames"
+    for i in range(4):
+        write_frame(d / ("aligned" if i % 2 else "not_aligned") / f"img_{i:05d}.png", i)
+    return d
+
+
+def copy_model(onnx_model: Path, to: Path, **card_edits: object) -> Path:
+    """The exported model and its card copied into `to`, the card's fields edited."""
+    to.mkdir(parents=True, exist_ok=True)
+    model = to / onnx_model.name
+    model.write_bytes(onnx_model.read_bytes())
+    card = json.loads(export.card_path(onnx_model).read_text())
+    for key, value in card_edits.items():
+        target, *path = key.split("__")
+        node = card
+        for part in [target, *path][:-1]:
+            node = node[part]
+        node[[target, *path][-1]] = value
+    export.card_path(model).write_text(json.dumps(card))
+    return model
+
+
+@pytest.mark.parametrize("value", ["nan", "5", "-1", "0", "1"])
+def test_a_threshold_outside_0_1_is_refused(
+    value: str, tiny_ckpt: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "p.csv"
+    args = ["--model", str(tiny_ckpt), "--threshold", value]
+    assert main(["predict", *args, "--source", str(frames), "--out", str(out)]) == 2
+    one_line_error(capsys, "--threshold")
+    assert main(["evaluate", *args, "--data", str(frames), "--json", str(tmp_path / "e")]) == 2
+    one_line_error(capsys, "--threshold")
+    assert not out.exists() and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("value", [5, float("nan"), "abc", None, 0])
+def test_a_card_threshold_outside_0_1_is_refused(
+    value: object, onnx_model: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model = copy_model(onnx_model, tmp_path / "m", threshold=value)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--source", str(frames), "--out", str(out)]) == 2
+    one_line_error(capsys, "threshold", "card")
+    assert not out.exists()
+
+
+def test_a_frame_far_below_the_model_input_is_unreadable(
+    tiny_ckpt: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_frame(frames / "aligned" / "img_00009.png", 9, size=(1, 1))
+    write_frame(frames / "aligned" / "img_00010.png", 10, size=(40, 12))  # a 12 px square
+    out = tmp_path / "p.csv"
+    assert (
+        main(["predict", "--model", str(tiny_ckpt), "--source", str(frames), "--out", str(out)])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "scored 4 of 6 frames" in captured.out and "far below" not in captured.out
+    rows = {Path(r.split(",")[0]).name: r.split(",")[2] for r in out.read_text().splitlines()[1:]}
+    assert rows["img_00009.png"] == rows["img_00010.png"] == "unreadable"
+    assert sum(v != "unreadable" for v in rows.values()) == 4
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"data_config__mean": [0.1, 0.2, 0.3]},
+        {"data_config__std": [0, 0, 0]},
+        {"preprocess__mode": "grayscale"},
+        {"preprocess__roi": [0.0, 0.0, 0.5, 0.5]},
+        {"preprocess__mask_left": False},
+    ],
+)
+def test_a_hand_edited_card_preprocessing_is_refused(
+    edit: dict, onnx_model: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model = copy_model(onnx_model, tmp_path / "m", **edit)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--source", str(frames), "--out", str(out)]) == 2
+    one_line_error(capsys, "model card")
+    assert not out.exists()
+    props = {p.key for p in __import__("onnx").load(str(onnx_model)).metadata_props}
+    assert export.EMBEDDED_KEY in props  # the unedited model says what the card must say
+
+
+def test_a_csv_path_with_a_line_break_or_no_image_suffix_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    lab = tmp_path / "lab"
+    for text in (
+        'path,label\n"/plant/img_00001.jpg\n/plant/img_00002.jpg",aligned\n',
+        "path,label\n/plant/notes.txt,aligned\n",
+    ):
+        (tmp_path / "l.csv").write_text(text)
+        assert main(["labels", "import", str(tmp_path / "l.csv"), "--to", str(lab)]) == 2
+        one_line_error(capsys, "l.csv:2")
+    assert not (lab / "journal.jsonl").exists() or not (lab / "journal.jsonl").read_text()
+
+
+# --- tracebacks where one line belongs -----------------------------------------------------
+def test_output_paths_are_checked_before_scoring(
+    tiny_ckpt: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # a missing folder is made; a read-only one is a line before any frame is scored
+    out = tmp_path / "nodir" / "p.csv"
+    assert (
+        main(["predict", "--model", str(tiny_ckpt), "--source", str(frames), "--out", str(out)])
+        == 0
+    )
+    assert out.is_file()
+    j = tmp_path / "nodir2" / "e.json"
+    assert (
+        main(["evaluate", "--model", str(tiny_ckpt), "--data", str(frames), "--json", str(j)]) == 0
+    )
+    assert json.loads(j.read_text())["n"] == 4
+    capsys.readouterr()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with read_only(ro):
+        args = ["--model", str(tiny_ckpt)]
+        assert main(["predict", *args, "--source", str(frames), "--out", str(ro / "p.csv")]) == 2
+        one_line_error(capsys, "cannot write", "p.csv")
+        assert main(["evaluate", *args, "--data", str(frames), "--json", str(ro / "e.json")]) == 2
+        err = one_line_error(capsys, "cannot write", "e.json")
+        assert "scored" not in err
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tiny_ckpt),
+                "--data",
+                str(frames),
+                "--precision-target",
+                "2",
+            ]
+        )
+        == 2
+    )
+    assert "model " not in capsys.readouterr().out  # refused before scoring
+    assert (
+        main(
+            ["predict", "--model", str(tiny_ckpt), "--source", str(frames), "--out", str(tiny_ckpt)]
+        )
+        == 2
+    )
+    one_line_error(capsys, "never writes over an input")
+
+
+def test_preprocess_size_100000_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_frame(tmp_path / "D" / "a.jpg")
+    assert main(["preprocess", str(tmp_path / "D"), str(tmp_path / "o"), "--size", "100000"]) == 2
+    one_line_error(capsys, "target_size")
+    assert not (tmp_path / "o").exists()
+
+
+def _ckpt_with(tiny_ckpt: Path, to: Path, **hparams: object) -> Path:
+    import torch
+
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], **hparams}
+    torch.save(ckpt, to)
+    return to
+
+
+def test_a_checkpoint_with_an_unknown_hyperparameter_is_one_line(
+    tiny_ckpt: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    odd = _ckpt_with(tiny_ckpt, tmp_path / "odd.ckpt", colour="blue")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(odd), "--source", str(frames), "--out", str(out)]) == 2
+    one_line_error(capsys, "odd.ckpt", "colour")
+    assert main(["evaluate", "--model", str(odd), "--data", str(frames), "--json", str(out)]) == 2
+    one_line_error(capsys, "odd.ckpt", "colour")
+    args = ["--checkpoint", str(odd), "--out", str(tmp_path / "x"), "--data", str(frames)]
+    assert main(["export", *args]) == 2
+    one_line_error(capsys, "odd.ckpt", "colour")
+    bad = _ckpt_with(tiny_ckpt, tmp_path / "bad.ckpt", image_size="large")
+    assert main(["predict", "--model", str(bad), "--source", str(frames), "--out", str(out)]) == 2
+    one_line_error(capsys, "bad.ckpt")
+
+
+def test_a_random_bytes_checkpoint_is_one_line_without_torch_advice(
+    frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(junk), "--source", str(frames), "--out", str(out)]) == 2
+    err = one_line_error(capsys, "junk.ckpt", "not a readable checkpoint")
+    assert "weights_only" not in err
+    evil = tmp_path / "evil.ckpt"  # a pickle of an arbitrary object: refused the same way
+    import torch
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": Path("/")}}, evil)
+    assert main(["predict", "--model", str(evil), "--source", str(frames), "--out", str(out)]) == 2
+    assert "weights_only" not in one_line_error(capsys, "evil.ckpt")
+
+
+def test_export_of_an_export_is_one_line(
+    onnx_model: Path, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--checkpoint", str(onnx_model), "--out", str(tmp_path / "x"), "--data", str(frames)]
+    assert main(["export", *args]) == 2
+    one_line_error(capsys, "already an export")
+
+
+def test_export_without_data_asks_for_it_or_says_what_it_uses(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    """Run with an empty data folder: nothing is rendered, the user is asked for --data."""
+    env = {**os.environ, "BARSALIGN_DATA_DIR": str(tmp_path / "data")}
+    cmd = ["-m", "barsalign", "export", "--checkpoint", str(tiny_ckpt), "--formats", "onnx"]
+    cmd += ["--out", str(tmp_path / "x"), "--threshold", "0.5"]
+    res = subprocess.run([sys.executable, *cmd], env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--data" in res.stderr and not (tmp_path / "data").exists()
+
+
+def test_a_journal_line_without_annotator_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    line = {"t": 1.0, "seq": 0, "path": "/p/img_00001.jpg", "action": "label", "cls": "aligned"}
+    (lab / "journal.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "l.csv").write_text("path,label\n/p/img_00002.jpg,aligned\n")
+    assert main(["labels", "import", str(tmp_path / "l.csv"), "--to", str(lab)]) == 2
+    one_line_error(capsys, "journal.jsonl:1", "annotator")
+
+
+def test_a_read_only_labels_folder_is_read_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    frame = write_frame(tmp_path / "f" / "img_00001.jpg")
+    lab = tmp_path / "lab"
+    LabelStore(lab).label(str(frame), "aligned")
+    (lab / ".labels.lock").unlink(missing_ok=True)  # as a folder copied off a share would be
+    before = snapshot(lab)
+    with read_only(lab):
+        store = LabelStore(lab)
+        assert store.read_only and store.labeled() == {str(frame): "aligned"}
+        assert main(["labels", "export", str(lab), "--to", str(tmp_path / "l.csv")]) == 0
+        (tmp_path / "l2.csv").write_text(f"path,label\n{frame},not_aligned\n")
+        assert main(["labels", "import", str(tmp_path / "l2.csv"), "--to", str(lab)]) == 2
+        one_line_error(capsys, "read-only")
+    assert snapshot(lab) == before
+
+
+def test_a_label_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from barsalign.data import load_labels
+    from barsalign.errors import BarsalignError
+
+    bad = tmp_path / "l.csv"
+    bad.write_bytes(
+        "path,label\n/p/img_00001.jpg,aligned\n/p/ímg_2.jpg,aligned\n".encode("latin-1")
+    )
+    assert main(["labels", "import", str(bad), "--to", str(tmp_path / "lab")]) == 2
+    one_line_error(capsys, "l.csv:3", "UTF-8")
+    with pytest.raises(BarsalignError, match=r"l.csv:3: not UTF-8"):
+        load_labels(bad)
+    d = tmp_path / "classes"
+    d.mkdir()
+    class_file(d, "aligned").write_bytes("/p/ímg_1.jpg\n".encode("latin-1"))
+    with pytest.raises(BarsalignError, match=r"class_aligned.txt:1: not UTF-8"):
+        load_labels(d)
+
+
+def test_monitor_bad_sources_and_outputs_are_one_line(
+    onnx_model: Path, video: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["monitor", "--model", str(onnx_model)]
+    assert main([*base, "--source", "-1"]) == 2
+    one_line_error(capsys, "camera index")
+    assert main([*base, "--source", str(tmp_path)]) == 2
+    one_line_error(capsys, "is a folder")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with read_only(ro):
+        assert main([*base, "--source", str(video), "--out", str(ro / "a.mp4")]) == 2
+        one_line_error(capsys, "cannot write", "a.mp4")
+    assert main([*base, "--source", str(video), "--threshold", "nan"]) == 2
+    one_line_error(capsys, "--threshold")
