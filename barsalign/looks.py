@@ -68,7 +68,7 @@ LOOKS: dict[str, Look] = {
     ),
     "top_down": Look(
         "camera straight over the roller table, bars run left to right to a grey stopper "
-        "painted yellow and black; fewer, wider bars; 1.1 px per bed unit at the stopper "
+        "painted yellow and black; fewer, wider bars; about 1 px per bed unit at the stopper "
         "(the default: 0.4); hard gaps 4-10 px; more sodium light; little lens distortion",
         config={
             "min_bars": 4,
