@@ -1,7 +1,7 @@
 """A training pool richer in the hardest cases: the default pool with some of its frames
 replaced by (or added to) frames where most not-aligned scenes have one bar 3-4.5 px short.
 
-Bars 3-3.5 px short are the hardest frames (README, "Why twins without blur"); this asks how
+Bars 3-3.5 px short are the hardest frames (docs/experiments.md has the runs); this asks how
 many of them, and in what form, training needs. It renders the extra frames with the synthetic
 renderer (`barsalign.synth.hard_pool`, which the CPU profile's `synthetic_twins` uses too), writes
 `labels.csv` (the renderer's truth, paths relative to it) and prints the `sweep_recipes.py`

@@ -1,7 +1,9 @@
-"""Repository hygiene: stripped notebooks, agreeing pins, the README's two commands, CI."""
+"""Repository hygiene: stripped notebooks, agreeing pins, the README's two commands, CI, and
+the lab notebook beside the README (dated entries, newest first, each with command and data)."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
@@ -55,3 +57,28 @@ def test_readme_quick_start_is_the_two_commands_and_ci_runs_the_test_one() -> No
     assert commands == ["make demo", "make test"]
     ci = (PROJ_ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_readme_results_name_each_profile_and_link_the_lab_notebook() -> None:
+    readme = (PROJ_ROOT / "README.md").read_text()
+    results = readme.split("## Results", 1)[1].split("\n## ", 1)[0]
+    for profile in ("conf/cpu.yaml", "conf/gpu.yaml"):
+        assert profile in results, f"README's Results has no line for {profile}"
+    assert "(docs/experiments.md)" in results, "README's Results must link docs/experiments.md"
+    assert "## Training profiles" not in readme, "recipe histories belong in docs/experiments.md"
+
+
+def test_lab_notebook_entries_are_dated_newest_first_with_command_and_data() -> None:
+    lab = (PROJ_ROOT / "docs" / "experiments.md").read_text()
+    heads = list(re.finditer(r"^## (\d{4}-\d{2}-\d{2}) — .+$", lab, flags=re.M))
+    assert len(heads) >= 2, "docs/experiments.md holds no dated '## YYYY-MM-DD — title' entries"
+    assert len(heads) == len(re.findall(r"^## ", lab, flags=re.M)), "every entry needs a date"
+    dates = [datetime.date.fromisoformat(m.group(1)) for m in heads]
+    assert dates == sorted(dates, reverse=True), "entries must run newest first"
+    ends = [m.start() for m in heads[1:]] + [len(lab)]
+    for m, end in zip(heads, ends, strict=True):
+        body = lab[m.end() : end]
+        if "(results pending" in body:
+            continue
+        assert "Data:" in body, f"entry {m.group(0)!r} does not say what data it ran on"
+        assert "```bash" in body, f"entry {m.group(0)!r} has no command that gives its numbers"
