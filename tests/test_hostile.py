@@ -14,12 +14,15 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from barsalign import export
 from barsalign.cli import main
@@ -604,3 +607,232 @@ def test_monitor_bad_sources_and_outputs_are_one_line(
         one_line_error(capsys, "cannot write", "a.mp4")
     assert main([*base, "--source", str(video), "--threshold", "nan"]) == 2
     one_line_error(capsys, "--threshold")
+
+
+# --- properties: random bytes, sizes and label files ---------------------------------------
+# Deterministic (derandomize) and without an example database, so CI runs the same cases
+# each time and nothing is written into the repo; `--hypothesis-seed` explores further.
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+_counter = iter(range(10**9))
+
+
+def _fresh(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A new path per example (Hypothesis reruns the test body within one test)."""
+    return tmp_path_factory.getbasetemp() / f"prop_{next(_counter)}_{name}"
+
+
+def _encoded(data: st.DataObject) -> bytes:
+    """A real JPEG or PNG of a random size, then cut, flipped or left alone."""
+    w = data.draw(st.integers(1, 40), label="w")
+    h = data.draw(st.integers(1, 40), label="h")
+    img = np.full((h, w, 3), data.draw(st.integers(0, 255)), np.uint8)
+    ext = data.draw(st.sampled_from([".png", ".jpg", ".bmp"]))
+    buf = bytearray(cv2.imencode(ext, img)[1].tobytes())
+    how = data.draw(st.sampled_from(["whole", "cut", "flip"]))
+    if how == "cut":
+        buf = buf[: data.draw(st.integers(0, len(buf)))]
+    elif how == "flip" and buf:
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] ^= data.draw(st.integers(1, 255))
+    return bytes(buf)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_read_image_returns_a_bgr_frame_or_one_error(
+    data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from barsalign.errors import BarsalignError
+    from barsalign.preprocess import read_image
+
+    raw = _encoded(data) if data.draw(st.booleans()) else data.draw(st.binary(max_size=512))
+    path = _fresh(tmp_path_factory, "f.png")
+    path.write_bytes(raw)
+    try:
+        img = read_image(path)
+    except BarsalignError as err:
+        assert str(path) in str(err) and "\n" not in str(err)
+        event("refused")
+        return
+    event("read")
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.size > 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+
+
+_VALID_CFG = {
+    "target_size": st.integers(8, 40),
+    "mode": st.sampled_from(["none", "grayscale", "edges"]),
+    "mask_left": st.booleans(),
+    "mask_fraction": st.floats(0, 1),
+    "dark_threshold": st.floats(0, 255),
+    "blur_kernel": st.sampled_from([1, 3, 31]),
+    "roi": st.one_of(st.none(), st.just([0.2, 0.1, 0.9, 0.8]), st.just([0.0, 0.0, 0.01, 1.0])),
+}
+
+
+@PROPERTY
+@given(
+    shape=st.tuples(st.integers(0, 48), st.integers(0, 48), st.sampled_from([0, 1, 3, 3, 4, 5])),
+    dtype=st.sampled_from([np.uint8, np.uint8, np.uint16, np.float32, np.int32, np.bool_]),
+    cfg=st.fixed_dictionaries({}, optional=_VALID_CFG),
+    junk=st.one_of(st.none(), st.tuples(st.sampled_from(sorted(_VALID_CFG)), _json)),
+    seed=st.integers(0, 2**16),
+)
+def test_preprocess_returns_a_square_or_one_error(
+    shape: tuple[int, int, int],
+    dtype: type,
+    cfg: dict,
+    junk: tuple[str, object] | None,
+    seed: int,
+) -> None:
+    from barsalign.errors import BarsalignError
+    from barsalign.preprocess import PreprocessConfig, preprocess
+
+    h, w, c = shape
+    dims = (h, w) if c == 0 else (h, w, c)
+    img = (np.random.default_rng(seed).random(dims) * 300).astype(dtype)
+    cfg = {"target_size": 16, **cfg, **(dict([junk]) if junk else {})}
+    try:
+        pcfg = PreprocessConfig(**cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "upscaled": small frames are valid
+            out = preprocess(img, pcfg)
+    except BarsalignError as err:
+        assert "\n" not in str(err)
+        event("refused")
+        return
+    event("processed")
+    s = pcfg.target_size
+    assert out.dtype == np.uint8 and out.shape == ((s, s, 3) if pcfg.mode == "none" else (s, s))
+
+
+_line = st.one_of(
+    st.from_regex(r"/p/[a-z_]{1,8}\.(jpg|png)", fullmatch=True),
+    st.sampled_from(["rel/img_2.png", "x.txt", "{}", " /p/a.jpg", "", "/p/a\nb.jpg"]),
+    st.text(max_size=40),
+)
+_label = st.one_of(st.sampled_from(["aligned", "not_aligned", "1", "0"]), st.text(max_size=12))
+
+
+@PROPERTY
+@given(
+    rows=st.lists(st.tuples(_line, _label), max_size=6),
+    header=st.sampled_from(["path,label\n", "label,path\n", "", "p,l,x\n"]),
+    junk=st.one_of(st.just(b""), st.binary(max_size=24)),
+    kind=st.sampled_from(["csv", "class_aligned.txt", "class_skipped.txt", "journal.jsonl"]),
+)
+def test_label_readers_return_labels_or_one_error(
+    rows: list[tuple[str, str]],
+    header: str,
+    junk: bytes,
+    kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import csv as csv_module
+    import io
+
+    from barsalign.data import load_labels
+    from barsalign.errors import BarsalignError
+
+    folder = _fresh(tmp_path_factory, "labels")
+    folder.mkdir()
+    if kind == "csv":
+        buf = io.StringIO()
+        csv_module.writer(buf).writerows(rows)
+        target = folder / "l.csv"
+        target.write_bytes((header + buf.getvalue()).encode("utf-8") + junk)
+    elif kind == "journal.jsonl":
+        target = folder / kind
+        entry = {"annotator": "a", "action": "label", "seq": 0, "t": 0.0}
+        lines = [json.dumps({**entry, "path": p, "cls": c}) for p, c in rows]
+        target.write_bytes("".join(x + "\n" for x in lines).encode() + junk)
+    else:
+        target = folder / kind
+        target.write_bytes("".join(p + "\n" for p, _ in rows).encode("utf-8") + junk)
+    readers = [
+        lambda: load_labels(target if kind == "csv" else folder),
+        lambda: LabelStore(folder).labeled(),
+    ]
+    for read in readers:
+        try:
+            got = read()
+        except BarsalignError as err:
+            assert "\n" not in str(err)
+            event("refused")
+            continue
+        event("read")
+        if isinstance(got, dict):
+            assert all(isinstance(k, str) and "\n" not in k for k in got)
+        else:
+            assert got and all(it.label in (0, 1) and isinstance(it.path, Path) for it in got)
+
+
+@PROPERTY
+@given(
+    key=st.sampled_from(
+        [
+            "threshold",
+            "image_size",
+            "card_version",
+            "model_file",
+            "format",
+            "model_sha256",
+            "backbone",
+            "metrics",
+            "preprocess",
+            "data_config",
+            "preprocess__target_size",
+            "preprocess__mode",
+            "preprocess__roi",
+            "data_config__mean",
+            "data_config__std",
+        ]
+    ),
+    value=st.one_of(st.floats(0, 1), _json),
+    how=st.sampled_from(["keep", "edit", "edit", "drop", "raw"]),
+    raw=st.binary(max_size=64),
+)
+def test_the_card_loader_returns_a_checked_card_or_one_error(
+    key: str,
+    value: object,
+    how: str,
+    raw: bytes,
+    onnx_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from barsalign.errors import BarsalignError
+
+    folder = _fresh(tmp_path_factory, "card")
+    model = copy_model(onnx_model, folder)
+    card = json.loads(export.card_path(model).read_text())
+    *parents, leaf = key.split("__")
+    node = card
+    for part in parents:
+        node = node[part]
+    if how == "drop":
+        node.pop(leaf, None)
+    elif how == "edit":
+        node[leaf] = value
+    text = raw if how == "raw" else json.dumps(card).encode()
+    export.card_path(model).write_bytes(text)
+    try:
+        got = export.read_card(model)
+    except BarsalignError as err:
+        assert "\n" not in str(err)
+        event("refused")
+        return
+    event("accepted")
+    assert 0.0 < got["threshold"] < 1.0
+    assert got["_preprocess_cfg"].target_size == got["image_size"]
