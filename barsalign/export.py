@@ -426,6 +426,19 @@ def _export_coreml(net: Any, example: Any, out: Path) -> dict[str, Any]:
     }
 
 
+def check_checkpoint(ckpt: Path) -> Path:
+    """A checkpoint export can read: a .ckpt (not an export) that exists."""
+    if ckpt.suffix != ".ckpt":
+        already = any(ckpt.name.endswith(x) for x in SUFFIXES.values())
+        raise BarsalignError(
+            f"--checkpoint {ckpt}: export needs a .ckpt checkpoint (barsalign train writes "
+            f"them){'; this file is already an export' if already else ''}"
+        )
+    if not ckpt.is_file():
+        raise BarsalignError(f"checkpoint {ckpt} does not exist")
+    return ckpt
+
+
 def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     """Export, check against PyTorch and write the cards; return a summary per format.
 
@@ -438,14 +451,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
 
     # 1. the checkpoint, the output folder, the preprocessing and the operating point
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.runs_dir or RUNS_DIR)
-    if ckpt.suffix != ".ckpt":
-        already = any(ckpt.name.endswith(x) for x in SUFFIXES.values())
-        raise BarsalignError(
-            f"--checkpoint {ckpt}: export needs a .ckpt checkpoint (barsalign train writes "
-            f"them){'; this file is already an export' if already else ''}"
-        )
-    if not ckpt.is_file():
-        raise BarsalignError(f"checkpoint {ckpt} does not exist")
+    check_checkpoint(ckpt)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out_dir = check_output_dir(cfg.out_dir if cfg.out_dir else run_dir / "export", what="--out")
     parity_data = cfg.parity_data if cfg.parity_data is not None else default_parity_data()
@@ -884,6 +890,8 @@ def _cli(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
     params = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     ExportConfig(**params)  # the settings first, then where the parity frames come from
+    if args.checkpoint:
+        check_checkpoint(Path(args.checkpoint))
     if args.parity_data is None:
         params["parity_data"] = str(default_parity_data(render=False))
     summary = export_checkpoint(ExportConfig(**params))
