@@ -436,7 +436,7 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     import cv2
 
     from barsalign.export import load_exported
-    from barsalign.preprocess import preprocess, to_tensor
+    from barsalign.preprocess import preprocess, scoring_problem, to_tensor
 
     # 1. the source and the output path, then the model (its card checked)
     kind, value = parse_source(cfg.source)
@@ -462,7 +462,11 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     reader.pace_fps = cfg.pace_fps
 
     def prepare(frame: np.ndarray) -> Any:
-        """Exactly the card's preprocessing, then the backbone's normalisation."""
+        """Exactly the card's preprocessing, then the backbone's normalisation; a frame far
+        below the model's input size is unreadable, never scored."""
+        problem = scoring_problem(frame, model.preprocess_cfg)
+        if problem:
+            raise BarsalignError(problem)
         return to_tensor(preprocess(frame, model.preprocess_cfg), model.data_config).numpy()
 
     reader.prepare = prepare

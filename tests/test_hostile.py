@@ -385,6 +385,24 @@ def test_a_frame_far_below_the_model_input_is_unreadable(
     assert sum(v != "unreadable" for v in rows.values()) == 4
 
 
+def test_the_monitor_does_not_score_frames_far_below_the_model_input(
+    onnx_model: Path, tmp_path: Path
+) -> None:
+    import imageio_ffmpeg
+
+    from barsalign.monitor import MonitorConfig, run_monitor
+
+    path = tmp_path / "small.mp4"  # 12x12 frames for a 32 px model
+    gen = imageio_ffmpeg.write_frames(str(path), (12, 12), fps=12, macro_block_size=1)
+    gen.send(None)
+    for i in range(4):
+        gen.send(np.full((12, 12, 3), 40 * i, np.uint8))
+    gen.close()
+    stats = run_monitor(MonitorConfig(str(onnx_model), str(path))).stats
+    assert stats.frames_read == 4 and stats.frames_scored == 0
+    assert len(stats.unreadable) == 4 and "far below" in stats.unreadable[0]
+
+
 @pytest.mark.parametrize(
     "edit",
     [
