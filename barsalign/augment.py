@@ -1,4 +1,9 @@
-"""Training-time augmentation, seeded: small rotation, brightness jitter, Gaussian blur.
+"""Training-time augmentation, seeded: flips, a small shift and rotation, brightness jitter,
+and (off by default) Gaussian blur.
+
+Every change keeps the label: a bar short of the stopper stays short when the region is
+mirrored, shifted by a few per cent or rotated by a few degrees. Blur is off by default because
+it erases the few-pixel gap the classifier must see.
 
 Applied to the resized stopper square (after preprocessing steps 1-2, before grayscale), so the
 brightness rule, the edges and the left mask are computed on the augmented frame: augment, then
@@ -20,35 +25,49 @@ from barsalign.preprocess import PreprocessConfig, crop_resize, finish
 class AugmentConfig:
     """Each augmentation with its probability; p = 0 turns one off."""
 
+    p_hflip: float = 0.5  # mirror left-right (a stopper on either side)
+    p_vflip: float = 0.5  # mirror top-bottom
+    shift: float = 0.05  # translation drawn from ±shift of the side, both axes
+    p_shift: float = 0.5
     rotate_deg: float = 5.0  # rotation drawn from ±rotate_deg
     p_rotate: float = 0.5
     brightness: float = 0.2  # pixel values scaled by 1 ± brightness
     p_brightness: float = 0.5
     blur_sigma: float = 1.5  # Gaussian sigma drawn from [0.3, blur_sigma]
-    p_blur: float = 0.3
+    p_blur: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("p_rotate", "p_brightness", "p_blur"):
+        for name in ("p_hflip", "p_vflip", "p_shift", "p_rotate", "p_brightness", "p_blur"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise BarsalignError(f"AugmentConfig: {name} must lie in [0, 1]")
         if self.rotate_deg < 0 or self.brightness < 0 or self.blur_sigma < 0.3:
             raise BarsalignError("AugmentConfig: rotate_deg, brightness >= 0; blur_sigma >= 0.3")
+        if not 0.0 <= self.shift < 0.5:
+            raise BarsalignError("AugmentConfig: shift must lie in [0, 0.5)")
 
 
 def augment(square_bgr: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """One random variant of a resized square (uint8 BGR, same shape)."""
     out = square_bgr
     h, w = out.shape[:2]
+    if rng.random() < cfg.p_hflip:
+        out = out[:, ::-1]
+    if rng.random() < cfg.p_vflip:
+        out = out[::-1]
+    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     if rng.random() < cfg.p_rotate:
         angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg)
         m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    if rng.random() < cfg.p_shift:
+        m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, h)
+    if not np.array_equal(m, np.eye(2, 3)):  # one resampling for rotation and shift together
         out = cv2.warpAffine(out, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     if rng.random() < cfg.p_brightness:
         gain = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
         out = cv2.convertScaleAbs(out, alpha=gain, beta=0)
     if rng.random() < cfg.p_blur:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, cfg.blur_sigma))
-    return out if out is not square_bgr else square_bgr.copy()
+    return np.ascontiguousarray(out) if out is not square_bgr else square_bgr.copy()
 
 
 def augmented_variants(

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.preprocess",
     "barsalign.data",
     "barsalign.reports",
+    "barsalign.roi",
     "barsalign.train",
     "barsalign.predict",
     "barsalign.export",

@@ -324,6 +324,15 @@ class FrameCache:
         return self.prune(max_bytes=0)
 
 
+def check_both_classes(counts: dict[str, int], what: str, source: object) -> None:
+    """A set without both classes cannot train or validate a classifier: one line naming it."""
+    if not counts["aligned"] or not counts["not_aligned"]:
+        raise BarsalignError(
+            f"{source}: the {what} set needs frames of both classes, it has "
+            f"{counts['aligned']} aligned and {counts['not_aligned']} not aligned"
+        )
+
+
 class FrameDataset(Dataset):
     """Labelled frames as normalised tensors; augmented (seeded through torch's RNG) if asked."""
 
@@ -482,6 +491,14 @@ class AlignmentDataModule(pl.LightningDataModule):
         if not train or not val:
             raise BarsalignError(
                 f"{self.data_dir}: empty training or validation set after the split"
+            )
+        for what, part in (("training", train), ("validation", val)):
+            aligned = sum(it.label for it in part)
+            counts = {"aligned": aligned, "not_aligned": len(part) - aligned}
+            check_both_classes(
+                counts,
+                what,
+                self.val_dir if what == "validation" and self.val_dir else self.data_dir,
             )
         pcfg, dc = self.preprocess_cfg, self.data_config
         self.train_set = FrameDataset(

@@ -17,7 +17,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("tf_efficientnet_lite0", 224, "cpu"),
+        Preset("tf_efficientnet_lite0", 320, "cpu"),
         Preset("resnet18", 224, "cpu"),
         Preset("mobilenetv3_large_100", 224, "cpu"),
         Preset("tf_efficientnetv2_s", 384, "gpu"),

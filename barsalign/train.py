@@ -22,7 +22,7 @@ import yaml
 from barsalign.augment import AugmentConfig
 from barsalign.config import CONF_DIR, RUNS_DIR, SYNTH_TWINS_DIR
 from barsalign.errors import BarsalignError
-from barsalign.preprocess import MODES, PreprocessConfig
+from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,29 @@ class FinetuneConfig:
             groups) give way to scenes with one bar 3-4.5 px short, each followed by its twin
             with every bar flush (`barsalign.synth.hard_pool`, rendered once into
             `data/synthetic_twins/`). Does nothing with your own `data_dir`.
+        max_steps: optimizer steps; None sizes them to the training set
+            (`barsalign.recipe.auto_steps`), unless `epochs` is given.
+        epochs: passes over the training set, as steps (`max_steps` wins); None: automatic.
+        warmup_fraction: share of the steps spent warming the learning rate up linearly.
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
-        freeze_stages: keep the backbone's stem and first N stages frozen for the whole run:
-            fine-tuning the rest on a CPU is faster (2 stages: 1.6x for Lite0 at 288 px).
+        freeze_stages: keep the backbone's stem and first N stages frozen for the whole run
+            (their ImageNet filters stay, and a CPU step is faster: `bench_train.py`).
         roi: region of interest cropped before preprocessing, (x0, y0, x1, y1) frame
-            fractions; "auto" takes the synthetic cameras' stopper region when `data_dir` is
-            None (the synthetic default) and the whole frame otherwise; None: whole frame.
-        preprocess_mode: "none" (colour; the default, as on the synthetic default's stopper
-            region it beat the plant's recipe, F0.5 0.82 vs 0.73 in 9.5 min), "grayscale" or
-            "edges" (the plant's recipe).
-        mask_left: zero the left half after resizing; None: on for the whole frame, off with
-            a roi (the region already leaves the bar bodies out).
+            fractions; "auto" proposes it from the training labels (`barsalign.roi`) when the
+            run starts; None: the whole frame.
+        preprocess_mode: "none" (colour, the default), "grayscale" or "edges" (the plant's
+            recipe).
+        mask_left: zero the left half after resizing; None: on for a whole frame given as
+            `roi: none`, off with a region (given or proposed).
         augment: training augmentation (`barsalign.augment.AugmentConfig`): True for its
             defaults, False for none, or a mapping of the fields to change, e.g. {p_blur: 0}.
-        max_minutes: wall-clock budget for training (None: only `epochs` limits it).
+        max_minutes: a wall-clock guard: a run it stops before its last step says so and
+            records `cut_short` (None: no guard). The steps, not the clock, size the run.
+        overwrite: replace an earlier run in `run_dir`; otherwise a non-empty folder is
+            refused before anything is written.
         early_stopping_patience: epochs without a better validation F0.5 before stopping.
     """
 
@@ -69,16 +75,18 @@ class FinetuneConfig:
     synthetic_twins: int = 0
     run_name: str | None = None
     run_dir: str | None = None
-    epochs: int = 2
+    overwrite: bool = False
+    max_steps: int | None = None
+    epochs: int | None = None
     batch_size: int = 16
-    lr: float = 1e-4
+    lr: float = 3e-4
     weight_decay: float = 1e-2
     dropout: float = 0.3
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.05
     pos_weight: float | str | None = None
     freeze_backbone: bool = False
-    freeze_stages: int = 0
+    freeze_stages: int = 2
     unfreeze_at_epoch: int | None = None
     weights: str = "auto"
     pretrained_path: str | None = None
@@ -106,16 +114,31 @@ class FinetuneConfig:
             set_("image_size", default_image_size(self.backbone))
         if self.run_name is None:
             set_("run_name", f"finetune_{self.backbone}")
-        from barsalign.synth import resolve_roi
-
-        set_("roi", resolve_roi(self.roi, self.data_dir))
-        if self.mask_left is None:  # PreprocessConfig's rule: on without a roi, off with one
-            set_("mask_left", PreprocessConfig(roi=self.roi).mask_left)
+        self._check_types()
+        if self.roi == "auto":  # proposed from the labels when the run starts (recipe.py)
+            if self.mask_left is None:
+                set_("mask_left", False)  # an unknown camera's stopper may lie on either side
+        else:
+            set_("roi", parse_roi(self.roi))
+            if self.mask_left is None:  # PreprocessConfig's rule: on without a roi, off with one
+                set_("mask_left", PreprocessConfig(roi=self.roi).mask_left)
         if self.run_dir is None:
             set_("run_dir", str(RUNS_DIR / str(self.run_name)))
         checks = [
             (int(self.image_size) >= 32, f"image_size must be >= 32, not {self.image_size}"),
-            (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1: {self.epochs}"),
+            (
+                self.max_steps is None or self.max_steps >= 1,
+                f"max_steps must be >= 1, not {self.max_steps}",
+            ),
+            (
+                0 <= self.warmup_fraction < 1,
+                f"warmup_fraction must lie in [0, 1), not {self.warmup_fraction}",
+            ),
+            (
+                self.max_minutes is None or self.max_minutes > 0,
+                f"max_minutes must be > 0, not {self.max_minutes}",
+            ),
             (self.synthetic_twins >= 0, f"synthetic_twins must be >= 0: {self.synthetic_twins}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
@@ -147,13 +170,34 @@ class FinetuneConfig:
             if value is not None and not Path(value).exists():
                 raise BarsalignError(f"{key} {value} does not exist")
 
+    def _check_types(self) -> None:
+        """Each field of the type it is declared with (a profile's `epochs: three` is one
+        line naming the field, not a TypeError deep inside training)."""
+        for f in dataclasses.fields(self):
+            value, kinds = getattr(self, f.name), set(str(f.type).replace(" ", "").split("|"))
+            numeric = bool(kinds & {"int", "float"})
+            if (value is None and "None" in kinds) or (isinstance(value, str) and "str" in kinds):
+                continue
+            if isinstance(value, bool):
+                ok = "bool" in kinds or not numeric
+            elif numeric:
+                ok = isinstance(value, int) or (isinstance(value, float) and "float" in kinds)
+            else:
+                ok = kinds != {"bool"}
+            if not ok:
+                what = "true or false" if kinds <= {"bool", "None"} else "a number"
+                raise BarsalignError(f"{f.name} must be {what}, not {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["roi"] = list(self.roi) if self.roi is not None else None  # YAML has no tuples
+        if isinstance(self.roi, tuple):
+            out["roi"] = list(self.roi)  # YAML has no tuples
         return out
 
     def preprocess_config(self) -> PreprocessConfig:
         """The preprocessing this run trains with (stored in its checkpoint for inference)."""
+        if self.roi == "auto":
+            raise BarsalignError("roi 'auto' is resolved by recipe.plan_training first")
         return PreprocessConfig(
             target_size=int(self.image_size or 224),
             mode=self.preprocess_mode,
@@ -266,11 +310,13 @@ def with_synthetic_default(
     return dataclasses.replace(cfg, data_dir=str(data), val_data_dir=val)
 
 
-def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any]) -> Any:
-    """The project's data module (barsalign.data) for this run, at the backbone's data config."""
+def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any], balance: str = "shuffle") -> Any:
+    """The project's data module (barsalign.data) for this run, at the backbone's data config;
+    `balance` "sampler" draws the classes equally often (`recipe.TrainingPlan.balance`)."""
     from barsalign.data import AlignmentDataModule
 
     return AlignmentDataModule(
+        balance="sampler" if balance == "sampler" else "pos_weight",
         data_dir=cfg.data_dir,
         val_dir=cfg.val_data_dir,
         data_config=data_cfg,
@@ -328,6 +374,18 @@ def _minutes_to(table: Any, target: float) -> float | None:
     return None if hit.empty else round(float(hit["elapsed_s"].iloc[0]) / 60, 2)
 
 
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """A run folder must be new, empty, or replaced on purpose (`overwrite`): an earlier run's
+    checkpoints are never deleted by a run that then fails on its data."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BarsalignError(f"run folder {run_dir} is a file")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise BarsalignError(
+            f"run folder {run_dir} already holds a run: pass --overwrite to replace it, "
+            "or choose another --out"
+        )
+
+
 def _epoch_clock() -> Any:
     import lightning.pytorch as pl
 
@@ -357,10 +415,13 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     from barsalign.model import AlignmentClassifier, StagedUnfreeze, count_parameters, data_config
+    from barsalign.recipe import plan_training
 
-    # 1. seed, data and model
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    # 1. the run folder, the backbone (a bad name fails first) and the data are checked
+    #    before anything is written
     run_dir = Path(str(cfg.run_dir))
+    check_run_dir(run_dir, cfg.overwrite)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = AlignmentClassifier(
         backbone=cfg.backbone,
         image_size=int(cfg.image_size or 224),
@@ -368,19 +429,29 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         schedule=cfg.schedule,
-        warmup_epochs=cfg.warmup_epochs,
+        warmup_fraction=cfg.warmup_fraction,
         pos_weight=None,
         freeze_backbone=cfg.freeze_backbone,
         freeze_stages=cfg.freeze_stages,
         weights=cfg.weights,
         pretrained_path=cfg.pretrained_path,
     )
-    if cfg.data_dir is None and datamodule is None:  # after the model: a bad name fails first
+    if cfg.data_dir is None and datamodule is None:
         cfg = with_synthetic_default(cfg)
     elif cfg.synthetic_twins:
         log.info("synthetic_twins=%d: not used, the frames are your own", cfg.synthetic_twins)
+    plan = None
     if datamodule is None:
-        datamodule = make_datamodule(cfg, data_config(model.backbone, int(cfg.image_size or 224)))
+        cfg, plan = plan_training(cfg)
+        for line in plan.lines(cfg):
+            log.info("plan: %s", line)
+    elif cfg.roi == "auto":
+        cfg = dataclasses.replace(cfg, roi=None, mask_left=True)
+    if model.weights_source == "random" and cfg.freeze_stages:
+        log.warning("freeze_stages=%d keeps random filters frozen: pass 0", cfg.freeze_stages)
+    if datamodule is None:
+        dc = data_config(model.backbone, int(cfg.image_size or 224))
+        datamodule = make_datamodule(cfg, dc, plan.balance if plan else "shuffle")
     preprocess = _preprocess_dict(datamodule)
     if preprocess is not None:  # kept in the checkpoint: evaluation and export apply the same
         model.hparams["preprocess"] = preprocess
@@ -408,8 +479,12 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping("val_f05", mode="max", patience=cfg.early_stopping_patience))
     logger = CSVLogger(str(run_dir), name="", version="logs")
+    steps = plan.steps if plan else cfg.max_steps
     trainer = pl.Trainer(
-        max_epochs=cfg.epochs,
+        max_steps=steps or -1,
+        max_epochs=-1 if steps else (cfg.epochs or 1),
+        val_check_interval=plan.val_every if plan else None,
+        check_val_every_n_epoch=None if plan else 1,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -431,6 +506,16 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         resolved = {**cfg.to_dict(), "weights_source": model.weights_source}
         if preprocess is not None:
             resolved["preprocess"] = preprocess
+        if plan is not None:
+            resolved["plan"] = {
+                "steps": plan.steps,
+                "warmup_steps": plan.warmup_steps,
+                "passes": round(plan.passes, 2),
+                "balance": plan.balance,
+                "train": plan.n_train,
+                "val": plan.n_val,
+                "roi": plan.roi_reason,
+            }
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     # 3. fit, then the artefacts (rank zero only)
@@ -445,6 +530,15 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     best_path = Path(ckpt.best_model_path) if ckpt.best_model_path else None
     best = table.loc[table["val_f05"].idxmax()] if "val_f05" in table else None
     n_train = int(getattr(datamodule, "n_train", 0) or 0)
+    cut_short = bool(steps) and trainer.global_step < int(steps)
+    if cut_short:
+        log.warning(
+            "max_minutes=%s stopped the run at step %d of %d: a faster or idler machine "
+            "trains further (the steps, not the clock, size a run)",
+            cfg.max_minutes,
+            trainer.global_step,
+            steps,
+        )
     summary = {
         "run": run_dir.name,
         "backbone": cfg.backbone,
@@ -455,9 +549,13 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         "auroc": round(float(best["val_auroc"]), 4) if best is not None else None,
         "best_epoch": int(best["epoch"]) + 1 if best is not None else None,
         "epochs": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "planned_steps": int(steps) if steps else None,
+        "cut_short": cut_short,
+        "roi": list(cfg.roi) if isinstance(cfg.roi, tuple) else None,
         "seconds": round(seconds, 1),
         f"minutes_to_f05_{TARGET_F05}": _minutes_to(table, TARGET_F05),
-        "train_images_per_s": round(n_train * trainer.current_epoch / seconds, 1)
+        "train_images_per_s": round(trainer.global_step * cfg.batch_size / seconds, 1)
         if n_train
         else None,
         "parameters": count_parameters(model),
@@ -481,7 +579,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", dest="data_dir", help="labelled frames (default: synthetic)")
     p.add_argument("--val-data", dest="val_data_dir", help="separate validation frames")
     p.add_argument("--backbone", help=f"timm name; presets: {', '.join(PRESETS)}")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the training set (default: automatic)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (default: sized to the data)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace --out's run")
     p.add_argument("--image-size", type=int)
     p.add_argument("--out", dest="run_dir", help="run folder (default reports/runs/<run>)")
     p.add_argument("--profile", help="conf/*.yaml parameter file; flags override it")
@@ -494,13 +594,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--freeze-stages", type=int, help="keep the stem and the first N stages frozen (default 0)"
     )
-    p.add_argument("--max-minutes", type=float)
+    p.add_argument(
+        "--max-minutes", type=float, help="wall-clock guard: warns when it cuts the run short"
+    )
     p.add_argument("--patience", dest="early_stopping_patience", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--roi",
         help="stopper region x0,y0,x1,y1 (frame fractions), 'none' for the whole frame, "
-        "or 'auto' (default: the synthetic cameras' region on the synthetic default)",
+        "or 'auto' (default: proposed from the training labels; `barsalign roi` shows it)",
     )
     p.add_argument("--preprocess-mode", choices=MODES)
     p.add_argument("--mask-left", action=argparse.BooleanOptionalAction, default=None)

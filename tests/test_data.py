@@ -148,7 +148,7 @@ def test_cached_training_squares_follow_the_region_of_interest(synth_small: Path
     """Training caches resized squares; one cut to another roi must never be served."""
     from barsalign.augment import AugmentConfig
 
-    still = AugmentConfig(p_rotate=0.0, p_brightness=0.0, p_blur=0.0)
+    still = AugmentConfig(p_hflip=0, p_vflip=0, p_shift=0, p_rotate=0, p_brightness=0, p_blur=0)
     for roi in (None, (0.5, 0.1, 1.0, 0.7), (0.4, 0.0, 1.0, 0.9)):  # one cache for all
         pcfg = PreprocessConfig(target_size=48, mode="none", mask_left=False, roi=roi)
         dm = _dm(synth_small / "example_set", tmp_path, augment=still, preprocess=pcfg)

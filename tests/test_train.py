@@ -25,7 +25,6 @@ from barsalign.errors import BarsalignError
 from barsalign.evaluate import load_scorer
 from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
 from barsalign.preprocess import PreprocessConfig
-from barsalign.synth import STOPPER_ROI
 from barsalign.train import FinetuneConfig, load_profile, make_datamodule, run_training
 
 TINY = 64
@@ -99,7 +98,7 @@ def test_run_folder_and_checkpoint_round_trip(tmp_path: Path) -> None:
         run_dir=str(run),
         pos_weight=2.0,
         schedule="cosine",
-        warmup_epochs=0.5,
+        warmup_fraction=0.25,
     )
     data = TensorData()
     summary = run_training(cfg, datamodule=data)
@@ -220,7 +219,7 @@ def test_freeze_stages_names_the_range_and_excludes_freeze_backbone() -> None:
 
 
 def test_config_and_profiles_validate(tmp_path: Path) -> None:
-    assert FinetuneConfig().image_size == 224
+    assert FinetuneConfig().image_size == 320
     assert FinetuneConfig(backbone="convnext_tiny").image_size == 384
     for bad, match in (
         ({"epochs": 0}, "epochs"),
@@ -246,9 +245,9 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
     no_blur = FinetuneConfig(augment={"p_blur": 0, "rotate_deg": 2.5}).augment_config()
     assert no_blur == AugmentConfig(p_blur=0.0, rotate_deg=2.5)
     dc = {"input_size": (3, 224, 224)}
-    off = FinetuneConfig(data_dir=str(tmp_path), augment=False)
+    off = FinetuneConfig(data_dir=str(tmp_path), augment=False, roi=None)
     assert make_datamodule(off, dc).augment_cfg is None
-    on = FinetuneConfig(data_dir=str(tmp_path), augment={"p_blur": 0})
+    on = FinetuneConfig(data_dir=str(tmp_path), augment={"p_blur": 0}, roi=None)
     assert make_datamodule(on, dc).augment_cfg == AugmentConfig(p_blur=0.0)
     for bad_aug, match in (
         ({"p_blurr": 0}, r"augment: no field 'p_blurr'; known: \['blur_sigma'"),
@@ -264,20 +263,19 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
         load_profile(bad)
 
 
-def test_roi_auto_is_the_synthetic_cameras_region_only_on_the_synthetic_default(
-    tmp_path: Path,
-) -> None:
+def test_roi_auto_waits_for_the_labels_and_a_given_roi_wins(tmp_path: Path) -> None:
     default = FinetuneConfig()
-    assert default.roi == STOPPER_ROI and default.mask_left is False
-    pcfg = default.preprocess_config()
-    assert pcfg.roi == STOPPER_ROI and pcfg.target_size == 224 and pcfg.mode == "none"
-    own = FinetuneConfig(data_dir=str(tmp_path))
-    assert own.roi is None and own.mask_left is True
-    assert own.preprocess_config() == PreprocessConfig(target_size=224, mode="none")
+    assert default.roi == "auto" and default.mask_left is False  # either side may hold it
+    with pytest.raises(BarsalignError, match="resolved by recipe.plan_training"):
+        default.preprocess_config()
     given = FinetuneConfig(data_dir=str(tmp_path), roi="0.5,0,1,1", preprocess_mode="edges")
     assert given.roi == (0.5, 0.0, 1.0, 1.0) and not given.mask_left
     assert given.to_dict()["roi"] == [0.5, 0.0, 1.0, 1.0]
+    assert given.preprocess_config().roi == (0.5, 0.0, 1.0, 1.0)
     assert FinetuneConfig(roi=None).roi is None and FinetuneConfig(roi=None).mask_left
+    assert FinetuneConfig(roi="none").preprocess_config() == PreprocessConfig(
+        target_size=320, mode="none"
+    )
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,137 @@
+"""The default recipe, sized to the data it is given: steps, region, class balance, warm-up.
+
+`plan_training` reads the labels once, before anything is written, and decides:
+
+- **steps**: a budget in optimizer steps, not epochs, so a slow or busy machine trains the
+  same model. A small set is seen `PASSES_SMALL` times; the number of samples drawn lies in
+  `SAMPLES` (300 frames: 6000 samples, 20 passes; 2400 frames: 7200 samples, 3 passes). An
+  explicit `epochs` or `max_steps` wins.
+- **region**: `roi="auto"` proposes the stopper region from the training labels
+  (`barsalign.roi.propose_roi`); a user's own `roi` wins.
+- **balance**: a minority class under `BALANCE_BELOW` of the training frames is drawn as often
+  as the majority (a weighted sampler); otherwise plain shuffling.
+- **warm-up**: `warmup_fraction` of the steps, then a cosine decay to the last step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from barsalign.data import Item, check_both_classes, grouped_split, load_labels
+
+if TYPE_CHECKING:
+    from barsalign.train import FinetuneConfig
+
+PASSES_SMALL = 20  # how often a small training set is seen
+SAMPLES = (6000, 7200)  # the fewest and most training samples of the automatic budget
+BALANCE_BELOW = 0.3  # minority share under which batches are drawn class-balanced
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a run will do, decided before it starts (printed, and kept in config.yaml)."""
+
+    n_train: dict[str, int]
+    n_val: dict[str, int]
+    steps: int
+    steps_reason: str
+    val_every: int  # steps between validations; `steps` is a multiple of it
+    passes: float  # how many times the training set is seen
+    warmup_steps: int
+    balance: str  # "sampler" (class-balanced draws) or "shuffle"
+    balance_reason: str
+    roi: tuple[float, float, float, float] | None
+    roi_reason: str
+
+    def lines(self, cfg: FinetuneConfig) -> list[str]:
+        """The plan in a few lines, for a person reading the log before training starts."""
+        tr, va = self.n_train, self.n_val
+        return [
+            f"training frames: {tr['aligned']} aligned + {tr['not_aligned']} not aligned; "
+            f"validation: {va['aligned']} + {va['not_aligned']}",
+            f"steps: {self.steps} of batch {cfg.batch_size} ({self.passes:.1f} passes; "
+            f"{self.steps_reason}); warm-up {self.warmup_steps} steps, then "
+            f"{cfg.schedule} to the last",
+            f"image size: {cfg.image_size} px, mode {cfg.preprocess_mode}, "
+            f"{cfg.backbone} with weights {cfg.weights}, lr {cfg.lr:g}, "
+            f"frozen stages {cfg.freeze_stages}",
+            f"region: {self.roi_reason}",
+            f"class balance: {self.balance_reason}",
+        ]
+
+
+def _counts(items: list[Item]) -> dict[str, int]:
+    aligned = sum(it.label for it in items)
+    return {"aligned": aligned, "not_aligned": len(items) - aligned}
+
+
+def auto_steps(n_train: int, batch_size: int) -> tuple[int, str]:
+    """The automatic step budget for `n_train` frames, and why."""
+    samples = min(max(PASSES_SMALL * n_train, SAMPLES[0]), SAMPLES[1])
+    steps = max(1, math.ceil(samples / batch_size))
+    why = (
+        f"automatic: {PASSES_SMALL} passes over {n_train} frames, kept within "
+        f"{SAMPLES[0]}-{SAMPLES[1]} samples"
+    )
+    return steps, why
+
+
+def split_items(cfg: FinetuneConfig) -> tuple[list[Item], list[Item]]:
+    """The training and validation frames the run will use (the data module's own split)."""
+    items = load_labels(str(cfg.data_dir))
+    if cfg.val_data_dir is not None:
+        return items, load_labels(cfg.val_data_dir)
+    return grouped_split(items, cfg.val_fraction, cfg.seed)
+
+
+def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
+    """Read the labels and decide the run's steps, region and balance (see the module doc);
+    returns the config with `roi` resolved and the plan."""
+    train, val = split_items(cfg)
+    n_train, n_val = _counts(train), _counts(val)
+    check_both_classes(n_train, "training", cfg.data_dir)
+    check_both_classes(n_val, "validation", cfg.val_data_dir or cfg.data_dir)
+    # 1. steps, whole multiples of the validation interval so the last step is validated
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    if cfg.max_steps is not None:
+        steps, why = int(cfg.max_steps), "max_steps as given"
+    elif cfg.epochs is not None:
+        steps, why = int(cfg.epochs) * per_epoch, f"{cfg.epochs} epochs as given"
+    else:
+        steps, why = auto_steps(len(train), cfg.batch_size)
+    val_every = min(per_epoch, steps)
+    if steps % val_every:
+        steps = math.ceil(steps / val_every) * val_every
+        why += f", rounded up to whole validations every {val_every} steps"
+    # 2. region
+    roi, roi_reason = cfg.roi, "whole frame (roi none)"
+    if cfg.roi == "auto":
+        from barsalign.roi import propose_roi
+
+        proposal = propose_roi([(it.path, it.label) for it in train], seed=cfg.seed)
+        roi, roi_reason = proposal.roi, f"proposed: {proposal.reason}"
+    elif cfg.roi is not None:
+        roi_reason = f"given: {list(cfg.roi)}"
+    # 3. balance
+    minority = min(n_train.values()) / max(1, len(train))
+    balance = "sampler" if minority < BALANCE_BELOW else "shuffle"
+    how = "class-balanced draws" if balance == "sampler" else "plain shuffling"
+    balance_reason = f"{how} (the minority class is {minority:.0%} of the training frames)"
+    resolved = dataclasses.replace(cfg, roi=roi)
+    plan = TrainingPlan(
+        n_train=n_train,
+        n_val=n_val,
+        steps=steps,
+        steps_reason=why,
+        val_every=val_every,
+        passes=steps * cfg.batch_size / len(train),
+        warmup_steps=int(round(cfg.warmup_fraction * steps)),
+        balance=balance,
+        balance_reason=balance_reason,
+        roi=roi,
+        roi_reason=roi_reason,
+    )
+    return resolved, plan

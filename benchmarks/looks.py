@@ -1,0 +1,172 @@
+"""The default recipe on every look of the renderer: held-out F0.5 beside the classical baseline.
+
+For each look (`barsalign.synth.LOOKS`) its small labelled sets are rendered once into
+`data/looks/NAME` (300 train / 120 val / 300 test, half aligned, each split from its own
+recording sessions; `--n-train 1200` renders `data/looks/NAME_1200`), then:
+
+- the default recipe trains with no other setting, as `barsalign train --data LOOK/train
+  --val-data LOOK/val` would (FinetuneConfig's defaults; `--set key=value` changes one);
+- its best checkpoint scores the test split, which no run saw: F0.5 at 0.5 and AUROC;
+- the classical baseline (`barsalign.baseline.EdgeBaseline`: logistic regression on the plant's
+  edge image) is fitted on the same training frames and scored on the same test split.
+
+The table has one row per look and seed and a mean row; recipes are decided on that mean,
+never on one look. `--json` keeps the rows.
+
+Run: .venv/bin/python benchmarks/looks.py [--looks default top_down ...] [--seeds 1]
+         [--n-train 300] [--set key=value ...] [--out reports/looks] [--json rows.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from barsalign.config import LOOKS_DIR, REPORTS_DIR
+from barsalign.errors import BarsalignError
+from barsalign.looks import LOOKS
+
+COLUMNS = (
+    "look",
+    "seed",
+    "train",
+    "minutes",
+    "steps",
+    "val_f05",
+    "f05",
+    "auroc",
+    "base_f05",
+    "base_auroc",
+)
+
+
+def look_sets(look: str, n_train: int, root: Path = LOOKS_DIR) -> Path:
+    """The look's rendered sets (rendered first when missing)."""
+    from barsalign.synth import render_look_sets
+
+    out = root / (look if n_train == 300 else f"{look}_{n_train}")
+    if not (out / "look.json").is_file():
+        render_look_sets(look, out, n_train=n_train)
+    return out
+
+
+def metrics(labels: Any, scores: Any) -> dict[str, float]:
+    """F0.5 at 0.5 and AUROC."""
+    from barsalign.evaluate import evaluate_scores
+
+    m = evaluate_scores(labels, scores)
+    return {"f05": float(m["f05"]), "auroc": float(m["auroc"])}
+
+
+def held_out(checkpoint: Path, test: Path) -> dict[str, float]:
+    """A checkpoint's metrics on a labelled folder (every frame must read)."""
+    from barsalign.evaluate import labelled_folder, load_scorer, score_paths
+
+    data = labelled_folder(test)
+    scores, bad, _ = score_paths(load_scorer(checkpoint), data.paths)
+    if bad:
+        raise BarsalignError(f"{test}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
+    return metrics(data.labels, scores)
+
+
+def baseline(train: Path, test: Path) -> dict[str, float]:
+    """The classical baseline fitted on `train` and scored on `test`."""
+    from barsalign.baseline import EdgeBaseline
+    from barsalign.data import load_labels
+    from barsalign.evaluate import labelled_folder
+    from barsalign.preprocess import PreprocessConfig, read_image
+
+    items = load_labels(train)
+    model = EdgeBaseline(PreprocessConfig())
+    model.fit([read_image(it.path) for it in items], [it.label for it in items])
+    data = labelled_folder(test)
+    return metrics(data.labels, model.scores([read_image(p) for p in data.paths]))
+
+
+def run_look(look: str, seed: int, n_train: int, settings: dict[str, Any], out: Path) -> dict:
+    """One row: the default recipe on `look` with `seed`, and the baseline beside it."""
+    from barsalign.train import FinetuneConfig, run_training
+
+    sets = look_sets(look, n_train)
+    run = out / f"{look}_{n_train}_s{seed}"
+    params = {"data_dir": str(sets / "train"), "val_data_dir": str(sets / "val"), "seed": seed}
+    params |= {"run_dir": str(run), "run_name": run.name, "overwrite": True, **settings}
+    started = time.perf_counter()
+    summary = run_training(FinetuneConfig(**params))
+    minutes = (time.perf_counter() - started) / 60  # region proposal and caching included
+    test = held_out(run / "checkpoints" / "best.ckpt", sets / "test")
+    base = baseline(sets / "train", sets / "test")
+    row = {
+        "look": look,
+        "seed": seed,
+        "train": n_train,
+        "minutes": round(minutes, 1),
+        "steps": summary["steps"],
+        "val_f05": summary["best_f05"],
+        "f05": round(test["f05"], 3),
+        "auroc": round(test["auroc"], 3),
+        "base_f05": round(base["f05"], 3),
+        "base_auroc": round(base["auroc"], 3),
+    }
+    print("  " + "  ".join(f"{k} {row[k]}" for k in COLUMNS), flush=True)
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per run and the mean over them."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[c]) for c in COLUMNS) + " |")
+    if len(rows) > 1:
+        mean = {c: round(statistics.mean(float(r[c]) for r in rows), 3) for c in COLUMNS[3:]}
+        sd = statistics.stdev(float(r["f05"]) for r in rows)
+        cells = ["**mean**", "", "", *(str(mean[c]) for c in COLUMNS[3:])]
+        cells[COLUMNS.index("f05")] = f"**{mean['f05']}** (sd {sd:.3f})"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--looks", nargs="+", default=list(LOOKS), help="look names (default all)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per look")
+    ap.add_argument("--n-train", type=int, default=300, help="labelled training frames per look")
+    ap.add_argument("--set", action="append", default=[], help="key=value: a recipe setting")
+    ap.add_argument("--out", type=Path, default=REPORTS_DIR / "looks", help="run folders")
+    ap.add_argument("--json", type=Path, help="write the rows here too")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        unknown = [look for look in args.looks if look not in LOOKS]
+        if unknown:
+            raise BarsalignError(f"unknown look {unknown[0]!r}; known: {', '.join(LOOKS)}")
+        settings = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise BarsalignError(f"--set {item!r}: expected key=value")
+            settings[key.strip()] = yaml.safe_load(value)
+        rows = [
+            run_look(look, seed, args.n_train, settings, args.out)
+            for look in args.looks
+            for seed in range(args.seeds)
+        ]
+    except BarsalignError as err:
+        print(f"looks.py: error: {err}", file=sys.stderr)
+        return 2
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The default recipe: its step budget and schedule, the region proposal, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+
+from barsalign.cli import main
+from barsalign.errors import BarsalignError
+from barsalign.model import AlignmentClassifier
+from barsalign.preprocess import roi_box
+from barsalign.recipe import SAMPLES, auto_steps, plan_training
+from barsalign.roi import propose_roi
+from barsalign.synth import render_look_sets
+from barsalign.train import FinetuneConfig
+from tests.test_train import TensorData
+
+
+@pytest.fixture(scope="module")
+def looks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two looks with the stopper on opposite sides, small labelled sets rendered once."""
+    root = tmp_path_factory.mktemp("recipe_looks")
+    return {
+        name: render_look_sets(name, root / name, n_train=80, n_val=24, n_test=4, workers=2)
+        for name in ("left_low", "top_down")
+    }
+
+
+@pytest.mark.parametrize(
+    ("frames", "steps"),
+    [(50, 375), (300, 375), (600, 450), (2400, 450), (10_000, 450)],
+)
+def test_the_automatic_budget_is_sized_to_the_set(frames: int, steps: int) -> None:
+    got, why = auto_steps(frames, 16)
+    assert got == steps and str(frames) in why
+    # a small set is seen 20 times, a large one within the sample bounds
+    samples = got * 16
+    assert SAMPLES[0] <= samples < SAMPLES[1] + 16
+    assert samples >= min(20 * frames, SAMPLES[1])
+
+
+def test_the_schedule_warms_up_then_decays_over_the_real_steps(tmp_path: Path) -> None:
+    model = AlignmentClassifier(
+        backbone="resnet18",
+        image_size=64,
+        weights="random",
+        lr=1e-2,
+        schedule="cosine",
+        warmup_fraction=0.25,
+    )
+    seen: list[float] = []
+
+    class Lr(pl.Callback):
+        def on_train_batch_start(self, trainer, *_):  # noqa: ANN001
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = pl.Trainer(
+        max_steps=20,
+        max_epochs=-1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Lr()],
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(model, datamodule=TensorData(n=16, batch_size=4))  # 4 steps per epoch
+    assert len(seen) == 20
+    warm = seen[:5]
+    assert warm == sorted(warm) and warm[0] == pytest.approx(1e-2 / 5)
+    assert seen[5] == pytest.approx(1e-2)  # warm-up ends at 5 of 20 steps
+    cos = [0.5 * (1 + math.cos(math.pi * (s - 5) / 15)) * 1e-2 for s in range(5, 20)]
+    assert np.allclose(seen[5:], cos)  # cosine over the 15 steps left, not over epochs
+
+
+@pytest.mark.slow
+def test_a_plan_reads_the_labels_and_rounds_to_whole_validations(looks: dict[str, Path]) -> None:
+    sets = looks["left_low"]
+    cfg = FinetuneConfig(data_dir=str(sets / "train"), val_data_dir=str(sets / "val"))
+    resolved, plan = plan_training(cfg)
+    assert sum(plan.n_train.values()) == 80 and sum(plan.n_val.values()) == 24
+    assert plan.n_train["aligned"] and plan.n_train["not_aligned"]
+    assert plan.val_every == 5 and plan.steps == 375  # 80 frames: 5 steps per pass
+    assert plan.warmup_steps == round(0.05 * 375) and plan.balance == "shuffle"
+    assert resolved.roi == plan.roi and isinstance(plan.roi, tuple)
+    assert resolved.preprocess_config().roi == plan.roi
+    text = "\n".join(plan.lines(resolved))
+    for word in ("steps: 375", "320 px", "region: proposed", "aligned"):
+        assert word in text
+    given = FinetuneConfig(**{**cfg.to_dict(), "max_steps": 7, "roi": "0.1,0.1,0.6,0.9"})
+    _, fixed = plan_training(given)
+    assert fixed.steps == 10 and fixed.roi == (0.1, 0.1, 0.6, 0.9)  # 7 -> 2 validations of 5
+    _, epochs = plan_training(FinetuneConfig(**{**cfg.to_dict(), "epochs": 3}))
+    assert epochs.steps == 15
+
+
+def _inside(box: tuple[int, int, int, int], pts: list[list[float]]) -> bool:
+    return all(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in pts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("look", ["left_low", "top_down"])
+def test_the_proposed_region_holds_every_bar_head_and_the_stopper_face(
+    looks: dict[str, Path], look: str
+) -> None:
+    from barsalign.data import load_labels
+
+    train = looks[look] / "train"
+    proposal = propose_roi([(it.path, it.label) for it in load_labels(train)])
+    assert proposal.roi is not None, proposal.reason
+    w, h = proposal.frame_size
+    box = roi_box((h, w), proposal.roi)
+    meta = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines()]
+    heads = [p for m in meta if m["label"] == "aligned" for p in m["heads_px"]]
+    faces = [p for m in meta if m.get("stopper_face_px") for p in m["stopper_face_px"]]
+    assert heads and faces
+    assert _inside(box, heads), (proposal.reason, box)
+    assert _inside(box, faces), (proposal.reason, box)
+    # the region is a real crop, not the whole frame: it gives the gaps more pixels
+    assert (box[2] - box[0]) * (box[3] - box[1]) < 0.8 * w * h
+
+
+@pytest.mark.slow
+def test_the_roi_command_draws_the_proposal(looks: dict[str, Path], tmp_path: Path, capsys) -> None:
+    import cv2
+
+    out = tmp_path / "roi.png"
+    assert main(["roi", "--data", str(looks["left_low"] / "train"), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("roi 0.") and str(out) in said
+    assert cv2.imread(str(out)) is not None
+
+
+def test_bad_regions_and_one_class_sets_are_one_line(tmp_path: Path, capsys) -> None:
+    for bad in ("0.5,0.5", "0.9,0,0.1,1", "a,b,c,d"):
+        assert main(["train", "--roi", bad, "--data", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("barsalign train: error: ") and "\n" not in err and "roi" in err
+    assert main(["roi", "--data", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("barsalign roi: error: ") and "\n" not in err
+    one = tmp_path / "one"
+    (one / "aligned").mkdir(parents=True)
+    import cv2
+
+    for i in range(6):
+        cv2.imwrite(str(one / "aligned" / f"f{i}.png"), np.full((40, 40, 3), i * 9, np.uint8))
+    cfg = FinetuneConfig(data_dir=str(one), val_data_dir=str(one))
+    with pytest.raises(BarsalignError, match="needs frames of both classes, it has 6 aligned"):
+        plan_training(cfg)
+    with pytest.raises(BarsalignError, match="both classes"):
+        propose_roi([(p, 1) for p in (one / "aligned").iterdir()])
+
+
+def test_a_failed_run_leaves_an_earlier_run_untouched(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    kept = {run / "checkpoints" / "best.ckpt": b"best", run / "config.yaml": b"old: 1\n"}
+    for path, data in kept.items():
+        path.write_bytes(data)
+    missing = str(tmp_path / "missing.csv")
+    assert main(["train", "--data", missing, "--out", str(run), "--overwrite"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["train", "--data", str(empty), "--weights", "random", "--out", str(run)]
+    assert main([*args, "--overwrite"]) == 2  # the labels fail after the model is built
+    assert "no labelled frames" in capsys.readouterr().err
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a run: pass --overwrite" in err and "\n" not in err
+    assert all(path.read_bytes() == data for path, data in kept.items())
