@@ -60,6 +60,14 @@ class EdgeBaseline:
         self.parameters = int(x.shape[1] + 1)
         return self
 
+    def prepare(self, image_bgr: np.ndarray, name: str = "frame") -> np.ndarray:
+        """One frame's feature vector (what `evaluate.score_paths` batches for `logits_fn`)."""
+        return features([image_bgr], self.preprocess_cfg, self.side)[0]
+
+    def logits_fn(self, batch: np.ndarray) -> np.ndarray:
+        """Log-odds of aligned for a batch of feature vectors."""
+        return self.model.decision_function(batch)
+
     def scores(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         return self.model.predict_proba(features(images_bgr, self.preprocess_cfg, self.side))[:, 1]
 

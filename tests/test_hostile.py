@@ -854,3 +854,50 @@ def test_the_card_loader_returns_a_checked_card_or_one_error(
     event("accepted")
     assert 0.0 < got["threshold"] < 1.0
     assert got["_preprocess_cfg"].target_size == got["image_size"]
+
+
+def test_3_a_failed_training_leaves_the_earlier_run_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    kept = {run / "checkpoints" / "best.ckpt": b"best", run / "config.yaml": b"old: 1\n"}
+    for path, data in kept.items():
+        path.write_bytes(data)
+    missing = str(tmp_path / "missing.csv")
+    assert main(["train", "--data", missing, "--out", str(run), "--overwrite"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["train", "--data", str(empty), "--weights", "random", "--out", str(run)]
+    assert main([*args, "--overwrite"]) == 2  # the labels fail after the model is built
+    assert "no labelled frames" in capsys.readouterr().err
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a run: pass --overwrite" in err and "\n" not in err
+    assert all(path.read_bytes() == data for path, data in kept.items())
+
+
+def test_training_on_one_class_is_refused_naming_the_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    one = tmp_path / "one" / "aligned"
+    one.mkdir(parents=True)
+    for i in range(6):
+        cv2.imwrite(str(one / f"f{i}.png"), np.full((40, 40, 3), 20 * i, np.uint8))
+    args = ["train", "--data", str(one.parent), "--val-data", str(one.parent), "--weights"]
+    assert main([*args, "random", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs frames of both classes, it has 6 aligned and 0 not aligned" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_profile_field_of_the_wrong_type_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for field, value in (("epochs", '"three"'), ("lr", "fast"), ("overwrite", "maybe")):
+        profile = tmp_path / f"{field}.yaml"
+        profile.write_text(f"{field}: {value}\n")
+        assert main(["train", "--profile", str(profile)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"barsalign train: error: {field} must be") and "\n" not in err
