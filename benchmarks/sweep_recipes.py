@@ -6,7 +6,7 @@ your frames with `--set data_dir=DIR`. The table has one row per recipe: each se
 validation F0.5, the mean, the standard deviation and the mean training minutes; with
 `--held-out DIR` (a labelled folder; `default` is 05_evaluate's held-out set) also each seed's
 F0.5 there at 0.5, from the best checkpoint. The profile itself is always the first row. On
-this 2-core CPU a run of conf/cpu.yaml takes its 9.5 minutes; on one H100 about 30 s, with
+this 2-core CPU a run of conf/cpu.yaml trains its 450 steps in about 10 minutes; on a GPU add
 `--set accelerator=gpu --set num_workers=12`.
 
 A recipe is "NAME: key=value; key=value" with FinetuneConfig's keys and YAML values.
