@@ -324,6 +324,26 @@ class FrameCache:
         return self.prune(max_bytes=0)
 
 
+def split_labels(
+    data_dir: str | Path,
+    val_dir: str | Path | None,
+    val_fraction: float,
+    seed: int,
+    path_map: Sequence[tuple[str, str]] = (),
+) -> tuple[list[Item], list[Item]]:
+    """Training and validation frames: `val_dir` when given, else `data_dir` split by clip."""
+    items = load_labels(data_dir, path_map)
+    if val_dir is not None:
+        return items, load_labels(val_dir, path_map)
+    return grouped_split(items, val_fraction, seed)
+
+
+def class_counts(items: Sequence[Item]) -> dict[str, int]:
+    """{"aligned": n, "not_aligned": n} of labelled frames."""
+    aligned = sum(it.label for it in items)
+    return {"aligned": aligned, "not_aligned": len(items) - aligned}
+
+
 def check_both_classes(counts: dict[str, int], what: str, source: object) -> None:
     """A set without both classes cannot train or validate a classifier: one line naming it."""
     if not counts["aligned"] or not counts["not_aligned"]:
@@ -475,11 +495,9 @@ class AlignmentDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         self.unreadable = []
-        items = load_labels(self.data_dir, self.path_map)
-        if self.val_dir is not None:
-            train, val = items, load_labels(self.val_dir, self.path_map)
-        else:
-            train, val = grouped_split(items, self.val_fraction, self.seed)
+        train, val = split_labels(
+            self.data_dir, self.val_dir, self.val_fraction, self.seed, self.path_map
+        )
         self.cache.prune()  # an earlier run may have left it over the limit
         train, tr_dig = self._check(train)
         val, va_dig = self._check(val)
@@ -493,10 +511,8 @@ class AlignmentDataModule(pl.LightningDataModule):
                 f"{self.data_dir}: empty training or validation set after the split"
             )
         for what, part in (("training", train), ("validation", val)):
-            aligned = sum(it.label for it in part)
-            counts = {"aligned": aligned, "not_aligned": len(part) - aligned}
             check_both_classes(
-                counts,
+                class_counts(part),
                 what,
                 self.val_dir if what == "validation" and self.val_dir else self.data_dir,
             )
@@ -513,11 +529,8 @@ class AlignmentDataModule(pl.LightningDataModule):
     @property
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Aligned / not aligned counts of the train and val sets."""
-        out = {}
-        for name, ds in (("train", self.train_set), ("val", self.val_set)):
-            labels = [it.label for it in ds.items] if ds is not None else []
-            out[name] = {"aligned": sum(labels), "not_aligned": len(labels) - sum(labels)}
-        return out
+        sets = (("train", self.train_set), ("val", self.val_set))
+        return {name: class_counts(ds.items if ds is not None else []) for name, ds in sets}
 
     @property
     def pos_weight(self) -> float:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from barsalign.data import Item, check_both_classes, grouped_split, load_labels
+from barsalign.data import check_both_classes, class_counts, split_labels
 
 if TYPE_CHECKING:
     from barsalign.train import FinetuneConfig
@@ -63,11 +63,6 @@ class TrainingPlan:
         ]
 
 
-def _counts(items: list[Item]) -> dict[str, int]:
-    aligned = sum(it.label for it in items)
-    return {"aligned": aligned, "not_aligned": len(items) - aligned}
-
-
 def auto_steps(n_train: int, batch_size: int) -> tuple[int, str]:
     """The automatic step budget for `n_train` frames, and why."""
     samples = min(max(PASSES_SMALL * n_train, SAMPLES[0]), SAMPLES[1])
@@ -79,19 +74,11 @@ def auto_steps(n_train: int, batch_size: int) -> tuple[int, str]:
     return steps, why
 
 
-def split_items(cfg: FinetuneConfig) -> tuple[list[Item], list[Item]]:
-    """The training and validation frames the run will use (the data module's own split)."""
-    items = load_labels(str(cfg.data_dir))
-    if cfg.val_data_dir is not None:
-        return items, load_labels(cfg.val_data_dir)
-    return grouped_split(items, cfg.val_fraction, cfg.seed)
-
-
 def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
     """Read the labels and decide the run's steps, region and balance (see the module doc);
     returns the config with `roi` resolved and the plan."""
-    train, val = split_items(cfg)
-    n_train, n_val = _counts(train), _counts(val)
+    train, val = split_labels(cfg.data_dir, cfg.val_data_dir, cfg.val_fraction, cfg.seed)
+    n_train, n_val = class_counts(train), class_counts(val)
     check_both_classes(n_train, "training", cfg.data_dir)
     check_both_classes(n_val, "validation", cfg.val_data_dir or cfg.data_dir)
     # 1. steps, whole multiples of the validation interval so the last step is validated
