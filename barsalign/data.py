@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from barsalign.augment import AugmentConfig, augment
 from barsalign.config import DATA_DIR
@@ -419,6 +420,9 @@ class AlignmentDataModule(pl.LightningDataModule):
         cache_dir: preprocessed-frame cache; None disables it. Its size limit comes from
             `BARSALIGN_CACHE_GB` (default 8 GiB; see `FrameCache`).
         on_unreadable: "raise" (default: one error listing them) or "skip" (train without them).
+        extra_dir: labelled frames drawn beside the training set (e.g. `barsalign.gap_pairs`),
+            already cropped to their region: read whole, never masked; not validated on.
+        extra_share: the share of training draws that come from `extra_dir`.
     """
 
     def __init__(
@@ -436,6 +440,8 @@ class AlignmentDataModule(pl.LightningDataModule):
         path_map: Sequence[tuple[str, str]] = (),
         cache_dir: str | Path | None = DEFAULT_CACHE,
         on_unreadable: str = "raise",
+        extra_dir: str | Path | None = None,
+        extra_share: float = 0.5,
     ) -> None:
         super().__init__()
         if balance not in ("pos_weight", "sampler"):
@@ -448,15 +454,23 @@ class AlignmentDataModule(pl.LightningDataModule):
         self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
         self.seed, self.balance, self.augment_cfg = seed, balance, augment
         self.path_map, self.on_unreadable = tuple(path_map), on_unreadable
+        if not 0.0 <= extra_share < 1.0:
+            raise BarsalignError(f"extra_share must lie in [0, 1), not {extra_share}")
+        self.extra_dir, self.extra_share = extra_dir, extra_share
+        self.extra_cfg = dataclasses.replace(self.preprocess_cfg, roi=None, mask_left=False)
+        self.extra_set: FrameDataset | None = None
         self.cache = FrameCache(cache_dir)
         self.unreadable: list[tuple[str, str]] = []
         self.train_set: FrameDataset | None = None
         self.val_set: FrameDataset | None = None
 
-    def _check(self, items: list[Item]) -> tuple[list[Item], list[str]]:
+    def _check(
+        self, items: list[Item], pcfg: PreprocessConfig | None = None
+    ) -> tuple[list[Item], list[str]]:
         """Read every file once: content digests, the finished frame cached, bad files listed."""
         good, digests = [], []
-        key = self.preprocess_cfg.key()
+        pcfg = pcfg or self.preprocess_cfg
+        key = pcfg.key()
         for it in items:
             try:
                 data = it.path.read_bytes()
@@ -470,7 +484,7 @@ class AlignmentDataModule(pl.LightningDataModule):
                 except BarsalignError as err:
                     self.unreadable.append((str(it.path), str(err)))
                     continue
-                self.cache.put(digest, key, preprocess(img, self.preprocess_cfg))
+                self.cache.put(digest, key, preprocess(img, pcfg))
             good.append(it)
             digests.append(digest)
         return good, digests
@@ -501,6 +515,11 @@ class AlignmentDataModule(pl.LightningDataModule):
         self.cache.prune()  # an earlier run may have left it over the limit
         train, tr_dig = self._check(train)
         val, va_dig = self._check(val)
+        extra, ex_dig = (
+            self._check(load_labels(self.extra_dir), self.extra_cfg)
+            if (self.extra_dir is not None)
+            else ([], [])
+        )
         self._warn_if_cache_too_small(len(train), len(val))
         if self.unreadable and self.on_unreadable == "raise":
             listed = "; ".join(why for _, why in self.unreadable[:5])
@@ -521,6 +540,10 @@ class AlignmentDataModule(pl.LightningDataModule):
             train, tr_dig, pcfg, dc, self.cache, self.augment_cfg, self.seed
         )
         self.val_set = FrameDataset(val, va_dig, pcfg, dc, self.cache, None, self.seed)
+        if extra:
+            self.extra_set = FrameDataset(
+                extra, ex_dig, self.extra_cfg, dc, self.cache, self.augment_cfg, self.seed + 1
+            )
 
     @property
     def n_train(self) -> int:
@@ -546,13 +569,28 @@ class AlignmentDataModule(pl.LightningDataModule):
         kw: dict[str, Any] = {"batch_size": self.batch_size, "num_workers": self.num_workers}
         if self.num_workers > 0:
             kw["persistent_workers"] = False
+        if self.extra_set is not None:  # one epoch: as many draws as the training set has
+            w = self._draw_weights(ds.items, self.balance == "sampler") * (1 - self.extra_share)
+            w_extra = self._draw_weights(self.extra_set.items, True) * self.extra_share
+            both = ConcatDataset([ds, self.extra_set])
+            weights = np.concatenate([w, w_extra]).tolist()
+            sampler = WeightedRandomSampler(weights, len(ds), replacement=True, generator=g)
+            return DataLoader(both, sampler=sampler, **kw)
         if self.balance == "sampler":
-            labels = np.array([it.label for it in ds.items])
-            freq = np.bincount(labels, minlength=2).astype(float)
-            w = 1.0 / np.maximum(freq[labels], 1.0)
+            w = self._draw_weights(ds.items, True)
             sampler = WeightedRandomSampler(w.tolist(), len(ds), replacement=True, generator=g)
             return DataLoader(ds, sampler=sampler, **kw)
         return DataLoader(ds, shuffle=True, generator=g, **kw)
+
+    @staticmethod
+    def _draw_weights(items: list[Item], balanced: bool) -> np.ndarray:
+        """Per-frame draw probabilities summing to 1: equal per class when `balanced`."""
+        labels = np.array([it.label for it in items])
+        if not balanced:
+            return np.full(len(items), 1.0 / len(items))
+        freq = np.bincount(labels, minlength=2).astype(float)
+        w = 1.0 / np.maximum(freq[labels], 1.0)
+        return w / w.sum()
 
     def val_dataloader(self) -> DataLoader:
         self.setup("fit")

@@ -11,6 +11,8 @@
 - **balance**: a minority class under `BALANCE_BELOW` of the training frames is drawn as often
   as the majority (a weighted sampler); otherwise plain shuffling.
 - **warm-up**: `warmup_fraction` of the steps, then a cosine decay to the last step.
+- **gap pairs**: with `gap_pairs` and a region, the renderer's short-bar scenes and their flush
+  twins (`barsalign.gap_pairs`) are rendered once and drawn beside the training frames.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class TrainingPlan:
     balance_reason: str
     roi: tuple[float, float, float, float] | None
     roi_reason: str
+    pairs_dir: str | None = None  # the gap pairs drawn beside the training frames
+    pairs_reason: str = "none"
 
     def lines(self, cfg: FinetuneConfig) -> list[str]:
         """The plan in a few lines, for a person reading the log before training starts."""
@@ -60,6 +64,7 @@ class TrainingPlan:
             f"frozen stages {cfg.freeze_stages}",
             f"region: {self.roi_reason}",
             f"class balance: {self.balance_reason}",
+            f"gap pairs: {self.pairs_reason}",
         ]
 
 
@@ -107,6 +112,19 @@ def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
     balance = "sampler" if minority < BALANCE_BELOW else "shuffle"
     how = "class-balanced draws" if balance == "sampler" else "plain shuffling"
     balance_reason = f"{how} (the minority class is {minority:.0%} of the training frames)"
+    # 4. gap pairs: crops of the same kind as a region's, so only with one
+    pairs_dir, pairs_reason = None, "none (gap_pairs 0)"
+    if cfg.gap_pairs and roi is None:
+        pairs_reason = "none: the frames are used whole (no region), the pairs are crops"
+    elif cfg.gap_pairs:
+        from barsalign.gap_pairs import render_gap_pairs
+
+        looks = cfg.gap_pairs_looks
+        pairs_dir = str(render_gap_pairs(cfg.gap_pairs, looks, seed=0))
+        pairs_reason = (
+            f"{cfg.gap_pairs} frames from the looks {', '.join(looks) if looks else 'all'}, "
+            f"{cfg.gap_pairs_share:.0%} of the draws ({pairs_dir})"
+        )
     resolved = dataclasses.replace(cfg, roi=roi)
     plan = TrainingPlan(
         n_train=n_train,
@@ -120,5 +138,7 @@ def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
         balance_reason=balance_reason,
         roi=roi,
         roi_reason=roi_reason,
+        pairs_dir=pairs_dir,
+        pairs_reason=pairs_reason,
     )
     return resolved, plan

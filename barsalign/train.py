@@ -22,6 +22,7 @@ import yaml
 from barsalign.augment import AugmentConfig
 from barsalign.config import CONF_DIR, RUNS_DIR, SYNTH_TWINS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.looks import LOOKS
 from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 
@@ -43,6 +44,11 @@ class FinetuneConfig:
             groups) give way to scenes with one bar 3-4.5 px short, each followed by its twin
             with every bar flush (`barsalign.synth.hard_pool`, rendered once into
             `data/synthetic_twins/`). Does nothing with your own `data_dir`.
+        gap_pairs: this many frames of gap pairs (`barsalign.gap_pairs`: short-bar scenes of
+            the renderer's looks and their flush twins, cropped around their stopper) are drawn
+            beside your frames, `gap_pairs_share` of each batch; 0: none. Only with a region
+            (given or proposed): the pairs are crops of the same kind.
+        gap_pairs_looks: the looks the pairs come from; None: every built-in look.
         max_steps: optimizer steps; None sizes them to the training set
             (`barsalign.recipe.auto_steps`), unless `epochs` is given.
         epochs: passes over the training set, as steps (`max_steps` wins); None: automatic.
@@ -76,6 +82,9 @@ class FinetuneConfig:
     data_dir: str | None = None
     val_data_dir: str | None = None
     synthetic_twins: int = 0
+    gap_pairs: int = 0
+    gap_pairs_share: float = 0.5
+    gap_pairs_looks: list[str] | None = None
     run_name: str | None = None
     run_dir: str | None = None
     overwrite: bool = False
@@ -143,6 +152,21 @@ class FinetuneConfig:
                 f"max_minutes must be > 0, not {self.max_minutes}",
             ),
             (self.synthetic_twins >= 0, f"synthetic_twins must be >= 0: {self.synthetic_twins}"),
+            (self.gap_pairs >= 0, f"gap_pairs must be >= 0, not {self.gap_pairs}"),
+            (
+                0 <= self.gap_pairs_share < 1,
+                f"gap_pairs_share must lie in [0, 1), not {self.gap_pairs_share}",
+            ),
+            (
+                self.gap_pairs_looks is None
+                or (
+                    isinstance(self.gap_pairs_looks, list | tuple)
+                    and bool(self.gap_pairs_looks)
+                    and all(lk in LOOKS for lk in self.gap_pairs_looks)
+                ),
+                f"gap_pairs_looks must be a list of look names ({', '.join(LOOKS)}), "
+                f"not {self.gap_pairs_looks!r}",
+            ),
             (self.batch_size >= 1, f"batch_size must be >= 1, not {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}"),
@@ -313,9 +337,15 @@ def with_synthetic_default(
     return dataclasses.replace(cfg, data_dir=str(data), val_data_dir=val)
 
 
-def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any], balance: str = "shuffle") -> Any:
+def make_datamodule(
+    cfg: FinetuneConfig,
+    data_cfg: dict[str, Any],
+    balance: str = "shuffle",
+    extra_dir: str | None = None,
+) -> Any:
     """The project's data module (barsalign.data) for this run, at the backbone's data config;
-    `balance` "sampler" draws the classes equally often (`recipe.TrainingPlan.balance`)."""
+    `balance` "sampler" draws the classes equally often (`recipe.TrainingPlan.balance`);
+    `extra_dir` frames (the gap pairs) are drawn beside them, `cfg.gap_pairs_share` of draws."""
     from barsalign.data import AlignmentDataModule
 
     return AlignmentDataModule(
@@ -329,6 +359,8 @@ def make_datamodule(cfg: FinetuneConfig, data_cfg: dict[str, Any], balance: str 
         num_workers=cfg.num_workers,
         seed=cfg.seed,
         augment=cfg.augment_config(),
+        extra_dir=extra_dir,
+        extra_share=cfg.gap_pairs_share,
     )
 
 
@@ -468,7 +500,9 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         log.warning("freeze_stages=%d keeps random filters frozen", cfg.freeze_stages)
     if datamodule is None:
         dc = data_config(model.backbone, int(cfg.image_size or 224))
-        datamodule = make_datamodule(cfg, dc, plan.balance if plan else "shuffle")
+        datamodule = make_datamodule(
+            cfg, dc, plan.balance if plan else "shuffle", plan.pairs_dir if plan else None
+        )
     preprocess = _preprocess_dict(datamodule)
     if preprocess is not None:  # kept in the checkpoint: evaluation and export apply the same
         model.hparams["preprocess"] = preprocess

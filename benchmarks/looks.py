@@ -7,6 +7,8 @@ recording sessions; `--n-train 1200` renders `data/looks/NAME_1200`), then:
 - the default recipe trains with no other setting, as `barsalign train --data LOOK/train
   --val-data LOOK/val` would (FinetuneConfig's defaults; `--set key=value` changes one);
 - its best checkpoint scores the test split, which no run saw: F0.5 at 0.5 and AUROC;
+- with `gap_pairs`, the pairs come from every look but the one trained on (leave one look
+  out): a user's camera is none of the renderer's looks either;
 - the classical baseline (`barsalign.baseline.EdgeBaseline`: logistic regression on the plant's
   edge image) is fitted on the same training frames and scored on the same test split.
 
@@ -99,6 +101,8 @@ def run_look(look: str, seed: int, n_train: int, settings: dict[str, Any], out: 
     run = out / f"{look}_{n_train}_s{seed}"
     params = {"data_dir": str(sets / "train"), "val_data_dir": str(sets / "val"), "seed": seed}
     params |= {"run_dir": str(run), "run_name": run.name, "overwrite": True, **settings}
+    if params.get("gap_pairs") and params.get("gap_pairs_looks") is None:  # unseen, as yours
+        params["gap_pairs_looks"] = [other for other in LOOKS if other != look]
     started = time.perf_counter()
     summary = run_training(FinetuneConfig(**params))
     minutes = (time.perf_counter() - started) / 60  # region proposal and caching included
