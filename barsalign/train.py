@@ -634,6 +634,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="optimizer steps (default: sized to the data)")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace --out's run")
     p.add_argument("--image-size", type=int)
+    p.add_argument(
+        "--gap-pairs",
+        type=int,
+        help="draw N frames of the renderer's short-bar/flush pairs beside yours (default 0)",
+    )
     p.add_argument("--out", dest="run_dir", help="run folder (default reports/runs/<run>)")
     p.add_argument("--profile", help="conf/*.yaml parameter file; flags override it")
     p.add_argument("--batch-size", type=int)
