@@ -387,14 +387,14 @@ def cohen_kappa(a: dict[str, str], b: dict[str, str]) -> tuple[float, list[tuple
     common = sorted(set(a) & set(b))
     if not common:
         raise BarsalignError("the two annotators share no labelled frames")
-    n = len(common)
-    po = sum(a[p] == b[p] for p in common) / n
-    cats = {a[p] for p in common} | {b[p] for p in common}
-    pe = sum(
-        (sum(a[p] == c for p in common) / n) * (sum(b[p] == c for p in common) / n) for c in cats
-    )
-    kappa = 1.0 if pe == 1 else (po - pe) / (1 - pe)
-    return kappa, [(p, a[p], b[p]) for p in common if a[p] != b[p]]
+    # scikit-learn takes a second to import: only the kappa needs it, not the labeler
+    from sklearn.metrics import cohen_kappa_score
+
+    first, second = [a[p] for p in common], [b[p] for p in common]
+    if len({*first, *second}) == 1:  # one class for every frame: full agreement (sklearn warns)
+        return 1.0, []
+    kappa = cohen_kappa_score(first, second)
+    return float(kappa), [(p, a[p], b[p]) for p in common if a[p] != b[p]]
 
 
 def by_annotator(store: LabelStore) -> dict[str, dict[str, str]]:
