@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from barsalign.config import RUNS_DIR, SYNTH_DIR
+from barsalign.config import IMAGE_SUFFIXES, RUNS_DIR, SYNTH_DIR
 from barsalign.errors import BarsalignError
 from barsalign.inference import (
     CARD_VERSION,
@@ -53,7 +53,7 @@ from barsalign.inference import (
     sha256,
 )
 from barsalign.outputs import atomic_path, atomic_write_text, check_output_dir
-from barsalign.preprocess import IMAGE_SUFFIXES, PreprocessConfig, read_image
+from barsalign.preprocess import PreprocessConfig, read_image
 
 NOISE_FACTOR = 10.0
 """Allowed drift of the optimised ONNX Runtime session, in units of PyTorch's own fp32 spread."""

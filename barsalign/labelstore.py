@@ -20,13 +20,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from barsalign.config import IMAGE_SUFFIXES
 from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_text, os_error
 
 CLASSES: tuple[str, ...] = ("aligned", "not_aligned", "skipped")
 ALL_CLASSES: tuple[str, ...] = CLASSES + ("unreadable",)
 JOURNAL = "journal.jsonl"
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 IMPORT_ANNOTATOR = "import"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INDEX_RE = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
@@ -60,8 +60,8 @@ def path_problem(path: str) -> str | None:
         return "a line break, tab or other control character in the path"
     if path != path.strip() or not path:
         return "empty, or blanks at the start or end of the path"
-    if path.startswith("{") or not path.lower().endswith(IMAGE_EXT):
-        return f"not an image path ({', '.join(IMAGE_EXT)})"
+    if path.startswith("{") or not path.lower().endswith(IMAGE_SUFFIXES):
+        return f"not an image path ({', '.join(IMAGE_SUFFIXES)})"
     return None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from barsalign.eda import list_images
+from barsalign.eda import require_images
 from barsalign.errors import BarsalignError
 from barsalign.evaluate import (
     LABEL_DIRS,
@@ -78,7 +78,7 @@ def predict_folder(
     out_csv = check_output_file(out_csv, inputs, "--out")
     labelled = any((source / d).is_dir() for d in LABEL_DIRS)
     data = labelled_folder(source) if labelled else None
-    paths = data.paths if data else list_images(source)
+    paths = data.paths if data else require_images(source)
     predictor = load_predictor(model)
     thr = _threshold(predictor, threshold)
     scores, bad, ms = score_paths(predictor, paths)
