@@ -31,7 +31,8 @@ def features(images_bgr: Sequence[np.ndarray], pcfg: Any, side: int = 32) -> np.
 
 @dataclass
 class EdgeBaseline:
-    """Standardised pixels → logistic regression (class-balanced), as a `Scorer`-like object."""
+    """Standardised pixels → logistic regression (class-balanced); `inference.baseline_predictor`
+    scores with it like with any other model."""
 
     preprocess_cfg: Any
     side: int = 32
@@ -61,7 +62,7 @@ class EdgeBaseline:
         return self
 
     def prepare(self, image_bgr: np.ndarray, name: str = "frame") -> np.ndarray:
-        """One frame's feature vector (what `evaluate.score_paths` batches for `logits_fn`)."""
+        """One frame's feature vector (what a Predictor batches for `logits_fn`)."""
         return features([image_bgr], self.preprocess_cfg, self.side)[0]
 
     def logits_fn(self, batch: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""The `barsalign` console script: one subcommand per concern.
+"""The `barsalign` console script: one subcommand per concern, each imported only when run.
 
-Each module named in `COMMAND_MODULES` exposes `add_commands(subparsers)`, which adds its
-subcommands and sets `func` on each; a `BarsalignError` becomes one line on stderr and exit 2.
+`COMMANDS` names every subcommand, the module that defines it and its one-line help, so
+`barsalign --help` lists them without importing a single command module (nor torch). Running
+`barsalign CMD ...` imports CMD's module only; it exposes `add_commands(subparsers)`, which adds
+its subcommands and sets `func` on each. A `BarsalignError` becomes one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -10,37 +12,69 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from barsalign.errors import BarsalignError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "barsalign.synth",
-    "barsalign.preprocess",
-    "barsalign.data",
-    "barsalign.reports",
-    "barsalign.roi",
-    "barsalign.train",
-    "barsalign.predict",
-    "barsalign.export",
-    "barsalign.monitor",
-    "barsalign.labeler",
-)
+
+class Command(NamedTuple):
+    """Where a subcommand is defined and the line `barsalign --help` shows for it."""
+
+    module: str
+    help: str
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS: dict[str, Command] = {
+    "synth": Command("barsalign.synth", "render the synthetic conveyor data set"),
+    "preprocess": Command("barsalign.preprocess", "write preprocessed frames for a visual check"),
+    "cache": Command(
+        "barsalign.data", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
+    ),
+    "demo": Command("barsalign.reports", "render the default data and run every notebook"),
+    "report": Command(
+        "barsalign.reports", "convert executed notebooks to HTML and write the index"
+    ),
+    "roi": Command("barsalign.roi", "propose the stopper region from labelled frames and draw it"),
+    "train": Command("barsalign.train", "fine-tune one backbone into a run folder"),
+    "evaluate": Command("barsalign.predict", "metrics of a model on a labelled folder"),
+    "predict": Command("barsalign.predict", "score a folder of frames into a CSV"),
+    "export": Command(
+        "barsalign.export",
+        "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
+    ),
+    "monitor": Command(
+        "barsalign.monitor",
+        "watch a video, camera or stream and show aligned (green) / not aligned (red)",
+    ),
+    "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
+}
+"""Every subcommand in the order `barsalign --help` lists them."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s module imported; every other command is a help line only."""
     parser = argparse.ArgumentParser(
         prog="barsalign",
         description="Label, preprocess, train, evaluate and monitor bar-alignment classifiers.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
+    if command is not None:
+        importlib.import_module(COMMANDS[command].module).add_commands(subparsers)
+    for name, c in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=c.help)
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The subcommand on the command line (its first bare word), None when there is none."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_named(argv)).parse_args(argv)
     try:
         result = args.func(args)
     except BarsalignError as err:

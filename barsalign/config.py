@@ -17,5 +17,7 @@ SYNTH_TWINS_DIR = DATA_DIR / "synthetic_twins"
 """Where the CPU profile's short-bar scenes and their twins are rendered (`synthetic_twins`)."""
 LOOKS_DIR = DATA_DIR / "looks"
 """Where `barsalign synth --look NAME` renders a look's small labelled sets (`LOOKS_DIR/NAME`)."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+"""What counts as an image file, in every folder the package reads (lower case)."""
 KERNEL_NAME = "barsalign"
 """The Jupyter kernel registered inside `.venv` by `make setup`."""

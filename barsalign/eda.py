@@ -13,19 +13,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from barsalign.config import IMAGE_SUFFIXES
 from barsalign.errors import BarsalignError
+from barsalign.preprocess import PreprocessConfig, list_images
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-DARK_THRESHOLD = 55.0
+DARK_THRESHOLD = PreprocessConfig.dark_threshold
 """Grayscale mean below which a frame counts as dark; preprocessing brightens those differently."""
 
 
-def list_images(data_dir: str | Path) -> list[Path]:
-    """Every image file under `data_dir`, sorted; an empty or missing folder is an error."""
+def require_images(data_dir: str | Path) -> list[Path]:
+    """`preprocess.list_images` of `data_dir`, where a missing or image-less folder is an error."""
     root = Path(data_dir)
     if not root.is_dir():
         raise BarsalignError(f"{root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
         raise BarsalignError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -50,7 +51,7 @@ def inventory(data_dir: str | Path) -> pd.DataFrame:
 
         meta = {m["file"]: m for m in load_metadata(root) if m["subset"] != "clips"}
     rows = []
-    for path in list_images(root):
+    for path in require_images(root):
         rel = path.relative_to(root).as_posix()
         row = {"file": rel, "label": _label_from_path(path), "subset": path.parts[-2]}
         img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_4)

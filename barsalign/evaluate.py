@@ -1,15 +1,16 @@
 """Evaluate trained models on a held-out labelled set: scores, metrics, thresholds, errors.
 
-`load_scorer` opens a checkpoint (or an exported model with its card) together with the exact
-preprocessing it was trained with; `score_paths` scores frames, listing unreadable ones instead
-of dropping them; `evaluate_scorer` gives one row of the study's Table 1 and more.
+Models are loaded by `inference.load_predictor` (here also `load_scorer`, the notebooks' name):
+a checkpoint or an exported model with the exact preprocessing it was trained with.
+`score_paths` scores frames, listing unreadable ones instead of dropping them;
+`evaluate_scorer` gives one row of the study's Table 1 and more.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from barsalign.baseline import EdgeBaseline
 from barsalign.config import DATA_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.inference import Predictor, as_predictor, load_predictor, sigmoid
 from barsalign.metrics import binary_metrics, threshold_for_precision, threshold_max_fbeta
 from barsalign.outputs import atomic_write_text
+from barsalign.preprocess import read_image
 
 HELD_OUT_DIR = DATA_DIR / "synthetic_test"
 """The default held-out set: rendered from another seed, so no training run has seen it."""
@@ -81,124 +85,12 @@ def labelled_folder(data_dir: str | Path) -> LabelledSet:
     return LabelledSet(root, paths, np.asarray(labels, dtype=int), meta)
 
 
-@dataclass
-class Scorer:
-    """A model with the preprocessing it was trained with: frames in, P(aligned) out."""
-
-    name: str
-    backbone: str
-    image_size: int
-    preprocess_cfg: Any
-    data_config: dict[str, Any]
-    logits_fn: Callable[[np.ndarray], np.ndarray]
-    source: Path
-    weights_source: str = ""
-    parameters: int = 0
-    torch_model: Any = None
-
-    def prepare(self, image_bgr: np.ndarray, name: str = "frame") -> np.ndarray:
-        """One frame as the model's input [3, S, S]; a BarsalignError naming `name` when the
-        frame is far below the model's input size (see `preprocess.scoring_problem`)."""
-        from barsalign.preprocess import preprocess, scoring_problem, to_tensor
-
-        problem = scoring_problem(image_bgr, self.preprocess_cfg)
-        if problem:
-            raise BarsalignError(f"{name}: {problem}")
-        return to_tensor(preprocess(image_bgr, self.preprocess_cfg), self.data_config).numpy()
-
-    def tensors(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        """Preprocess BGR frames into the model's normalised input batch [B, 3, S, S]."""
-        return np.stack([self.prepare(img) for img in images_bgr])
-
-    def scores(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits_fn(self.tensors(images_bgr))))
-
-
-def _preprocess_from(hparams: dict[str, Any], ckpt: Path) -> Any:
-    """The PreprocessConfig a run trained with: from the checkpoint, else the run's config.yaml."""
-    import yaml
-
-    from barsalign.preprocess import PreprocessConfig
-
-    stored, source = hparams.get("preprocess"), ckpt
-    if stored is None:
-        for cfg_file in (ckpt.parent / "config.yaml", ckpt.parent.parent / "config.yaml"):
-            if cfg_file.is_file():
-                try:
-                    run_cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
-                except (yaml.YAMLError, UnicodeDecodeError) as err:
-                    raise BarsalignError(f"{cfg_file}: not readable YAML ({err})") from None
-                stored = run_cfg.get("preprocess") if isinstance(run_cfg, dict) else None
-                source = cfg_file
-                break
-    if stored is None:
-        raise BarsalignError(f"{ckpt}: no preprocessing config stored with it or its run")
-    if isinstance(stored, PreprocessConfig):
-        return stored
-    if not isinstance(stored, dict):
-        raise BarsalignError(f"{source}: its preprocessing config is not a mapping: {stored!r}")
-    try:
-        return PreprocessConfig(**stored)
-    except TypeError as err:
-        raise BarsalignError(f"{source}: preprocessing config rejected: {err}") from None
-    except BarsalignError as err:
-        raise BarsalignError(f"{source}: {err}") from None
-
-
-def check_model_path(model_path: str | Path) -> Path:
-    """A model file `load_scorer` can open: it exists and is a .ckpt or an .onnx."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise BarsalignError(f"model {path} does not exist")
-    if path.suffix not in (".ckpt", ".onnx"):
-        raise BarsalignError(f"{path}: expected a .ckpt checkpoint or an .onnx export")
-    return path
-
-
-def load_scorer(model_path: str | Path) -> Scorer:
-    """A checkpoint (.ckpt) or an exported model (.onnx with its card) ready to score frames."""
-    path = check_model_path(model_path)
-    if path.suffix == ".onnx":
-        from barsalign import export
-
-        return export.onnx_scorer(path)
-    import torch
-
-    from barsalign.model import count_parameters, data_config, load_checkpoint
-
-    model = load_checkpoint(path)
-    hp = dict(model.hparams)
-    image_size = int(hp["image_size"])
-    pcfg = _preprocess_from(hp, path)
-    if pcfg.target_size != image_size:
-        raise BarsalignError(
-            f"{path}: trained at {image_size} px, but its preprocessing makes "
-            f"{pcfg.target_size} px frames"
-        )
-
-    def logits(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch)).float().numpy()
-
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return Scorer(
-        name=run.name,
-        backbone=hp["backbone"],
-        image_size=image_size,
-        preprocess_cfg=pcfg,
-        data_config=data_config(model.backbone, image_size),
-        logits_fn=logits,
-        source=path,
-        weights_source=model.weights_source,
-        parameters=count_parameters(model),
-        torch_model=model,
-    )
+load_scorer = load_predictor
+"""`inference.load_predictor` under the name notebook 05 and the benchmarks call it by."""
 
 
 def read_frames(paths: Sequence[Path]) -> tuple[list[np.ndarray | None], list[tuple[str, str]]]:
     """BGR frames in order (None where unreadable) and the list of (path, why) unreadable."""
-    from barsalign.preprocess import read_image
-
     frames: list[np.ndarray | None] = []
     bad: list[tuple[str, str]] = []
     for p in paths:
@@ -211,9 +103,10 @@ def read_frames(paths: Sequence[Path]) -> tuple[list[np.ndarray | None], list[tu
 
 
 def score_paths(
-    scorer: Scorer, paths: Sequence[Path], batch_size: int = 16
+    scorer: Predictor | EdgeBaseline, paths: Sequence[Path], batch_size: int = 16
 ) -> tuple[np.ndarray, list[tuple[str, str]], float]:
     """P(aligned) per path (NaN where unreadable), the unreadable list, and ms per frame."""
+    scorer = as_predictor(scorer)
     scores = np.full(len(paths), np.nan)
     bad: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -231,8 +124,8 @@ def score_paths(
                 continue
             ok.append(k)
         if ok:
-            got = 1.0 / (1.0 + np.exp(-np.asarray(scorer.logits_fn(np.stack(batch)), float)))
-            for k, s in zip(ok, got.ravel(), strict=True):
+            got = sigmoid(scorer.logits(np.stack(batch)))
+            for k, s in zip(ok, got, strict=True):
                 if np.isfinite(s):
                     scores[i + k] = s
                 else:
@@ -242,7 +135,7 @@ def score_paths(
     return scores, bad, ms
 
 
-def latency_ms(scorer: Scorer, paths: Sequence[Path], frames: int = 20) -> float:
+def latency_ms(scorer: Predictor | EdgeBaseline, paths: Sequence[Path], frames: int = 20) -> float:
     """Median CPU milliseconds for one frame, file read and preprocessing included (batch 1)."""
     times = []
     for p in list(paths)[: max(frames, 1) + 2]:
@@ -264,7 +157,7 @@ def evaluate_scores(
 
 
 def evaluate_scorer(
-    scorer: Scorer,
+    scorer: Predictor | EdgeBaseline,
     data: LabelledSet,
     threshold: float = 0.5,
     precision_target: float = 0.99,
@@ -272,6 +165,7 @@ def evaluate_scorer(
     latency_frames: int = 20,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """One row of the comparison table and the per-frame scores (with synthetic truth)."""
+    scorer = as_predictor(scorer)
     scores, bad, _ = score_paths(scorer, data.paths, batch_size)
     ok = ~np.isnan(scores)
     if not ok.any():
@@ -374,7 +268,7 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def error_cases(
-    scorer: Scorer, frames: pd.DataFrame, outcome: str, n: int, side: int = 256
+    scorer: Predictor, frames: pd.DataFrame, outcome: str, n: int, side: int = 256
 ) -> list[dict[str, Any]]:
     """Up to `n` frames with this outcome ("FP" most confident first, "FN" least), each with
     the square the model sees (RGB), its Grad-CAM map (torch models) and a caption."""

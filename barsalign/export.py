@@ -4,9 +4,10 @@ Each export is checked against PyTorch on real preprocessed frames (max |logit d
 the label on every frame) before a **model card** is written beside it
 (`model.onnx` → `model.onnx.card.json`): backbone, input size, the full `PreprocessConfig`, the
 normalisation, the operating threshold and where it came from, the metrics, the parity numbers
-and the sha256 of both the source checkpoint and the exported file. `load_exported` refuses a
-model without a card, or whose card belongs to another file, another input size or another
-preprocessing, so a model is never fed frames preprocessed another way. What the card says
+and the sha256 of both the source checkpoint and the exported file. This module only writes:
+`inference.load_predictor` reads, and refuses a model without a card, or whose card belongs to
+another file, another input size or another preprocessing, so a model is never fed frames
+preprocessed another way. What the card says
 about scoring (backbone, input size, preprocessing, normalisation) is also written into the
 model file itself (ONNX `metadata_props`, a TorchScript extra file), which the card's sha256
 covers: a card edited by hand no longer matches its model and is refused.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import math
@@ -33,39 +33,31 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from barsalign.config import RUNS_DIR
+from barsalign.config import IMAGE_SUFFIXES, RUNS_DIR, SYNTH_DIR
 from barsalign.errors import BarsalignError
-from barsalign.metrics import check_threshold
+from barsalign.inference import (
+    CARD_VERSION,
+    EMBEDDED_KEY,
+    SUFFIXES,
+    card_path,
+    format_logits,
+    load_predictor,
+    scoring_json,
+    sha256,
+)
 from barsalign.outputs import atomic_path, atomic_write_text, check_output_dir
+from barsalign.preprocess import PreprocessConfig, read_image
 
-CARD_VERSION = 2
-"""2: the scoring fields also live inside the model file (`EMBEDDED_KEY`)."""
-EMBEDDED_KEY = "barsalign_card"
-"""ONNX metadata_props key / TorchScript extra file holding the card's `SCORING_KEYS` (JSON)."""
-SCORING_KEYS = ("backbone", "image_size", "preprocess", "data_config")
 NOISE_FACTOR = 10.0
 """Allowed drift of the optimised ONNX Runtime session, in units of PyTorch's own fp32 spread."""
-FORMATS = ("onnx", "torchscript", "coreml")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "coreml": ".mlpackage"}
-CARD_KEYS = (
-    "card_version",
-    "format",
-    "model_file",
-    "model_sha256",
-    "backbone",
-    "image_size",
-    "input",
-    "preprocess",
-    "data_config",
-    "threshold",
-)
+FORMATS = tuple(SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -129,30 +121,10 @@ def _inference_net(model: Any) -> Any:
     return _Net(model.backbone, model.head).eval()
 
 
-def sha256(path: str | Path) -> str:
-    """The file's sha256 (a folder's — a CoreML package — over its files in name order)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def size_mb(path: str | Path) -> float:
     path = Path(path)
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     return sum(f.stat().st_size for f in files) / 2**20
-
-
-def card_path(model_path: str | Path) -> Path:
-    """Where a model's card lives: `model.onnx` → `model.onnx.card.json`."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".card.json")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -193,7 +165,6 @@ def untrained_checkpoint(
     import torch
 
     from barsalign.model import DEFAULT_BACKBONE, AlignmentClassifier
-    from barsalign.preprocess import PreprocessConfig
 
     pcfg = preprocess if preprocess is not None else PreprocessConfig(target_size=image_size)
     model = AlignmentClassifier(
@@ -256,7 +227,6 @@ def default_parity_data(render: bool = True) -> Path:
     rendered into the repo's data folder unasked would be a surprise. The Python API renders
     it (saying so), as the notebooks' `data_dir = None` promises.
     """
-    from barsalign.config import SYNTH_DIR
     from barsalign.synth import SynthConfig, _stamp_matches, ensure_default
 
     if _stamp_matches(SYNTH_DIR / "synth_config.json", SynthConfig()):
@@ -277,9 +247,6 @@ def default_parity_data(render: bool = True) -> Path:
 
 def parity_frames(data: str | Path | None, n: int) -> tuple[list[np.ndarray], list[str]]:
     """`n` real frames (BGR) spread over a folder (both classes where it has them)."""
-    from barsalign.eda import IMAGE_SUFFIXES
-    from barsalign.preprocess import read_image
-
     if data is None:
         data = default_parity_data()
     root = Path(data)
@@ -316,28 +283,6 @@ def parity(reference: np.ndarray, other: np.ndarray, threshold: float) -> dict[s
     }
 
 
-def onnx_session(path: str | Path, threads: int | None = None, optimize: bool = True) -> Any:
-    """An ONNX Runtime CPU session (all graph optimisations, or none; `threads` intra-op)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    level = "ORT_ENABLE_ALL" if optimize else "ORT_DISABLE_ALL"
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 - any ORT failure means an unusable file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BarsalignError(f"{path} is not a loadable ONNX model: {first}") from None
-
-
-def _scoring_json(card: dict[str, Any]) -> str:
-    """The card's scoring fields as canonical JSON (what goes into the model file)."""
-    return json.dumps({k: card[k] for k in SCORING_KEYS}, sort_keys=True)
-
-
 def _export_onnx(net: Any, example: Any, out: Path, opset: int, scoring: str) -> None:
     import onnx
     import torch
@@ -367,31 +312,6 @@ def _export_torchscript(net: Any, example: Any, out: Path, scoring: str) -> None
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(net, example, check_trace=False)
         torch.jit.save(traced, str(out), _extra_files={EMBEDDED_KEY: scoring})
-
-
-def embedded_scoring(model_path: str | Path) -> dict[str, Any] | None:
-    """The scoring fields written into an exported model file, or None if it has none."""
-    import zipfile
-
-    path = Path(model_path)
-    fmt = _format_of(path)
-    try:
-        if fmt == "onnx":
-            import onnx
-
-            props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-            text = props.get(EMBEDDED_KEY)
-        elif fmt == "torchscript":
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if n.endswith(f"/extra/{EMBEDDED_KEY}")]
-                text = zf.read(names[0]).decode("utf-8") if names else None
-        else:
-            return None
-        return None if text is None else json.loads(text)
-    except Exception as err:  # noqa: BLE001 - a damaged file: one line, whatever the parser says
-        raise BarsalignError(
-            f"{path} is not a readable {fmt} model ({type(err).__name__})"
-        ) from None
 
 
 def _export_coreml(net: Any, example: Any, out: Path) -> dict[str, Any]:
@@ -447,15 +367,13 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     """
     import torch
 
-    from barsalign.evaluate import load_scorer
-
     # 1. the checkpoint, the output folder, the preprocessing and the operating point
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.runs_dir or RUNS_DIR)
     check_checkpoint(ckpt)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out_dir = check_output_dir(cfg.out_dir if cfg.out_dir else run_dir / "export", what="--out")
     parity_data = cfg.parity_data if cfg.parity_data is not None else default_parity_data()
-    scorer = load_scorer(ckpt)
+    scorer = load_predictor(ckpt)
     threshold, threshold_source, metrics = operating_point(
         scorer.name, cfg.threshold, cfg.evaluation, cfg.runs_dir or run_dir.parent
     )
@@ -496,7 +414,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    scoring = _scoring_json(base_card)
+    scoring = scoring_json(base_card)
 
     # 3. each format: export, check, card
     results: dict[str, Any] = {}
@@ -581,219 +499,6 @@ def _check_deployed(
         )
 
 
-def format_logits(
-    fmt: str, path: Path, threads: int | None = None, optimize: bool = True
-) -> Callable[..., np.ndarray]:
-    """A function batch [B,3,S,S] float32 → logits [B] for an exported file (no card check)."""
-    import torch
-
-    if fmt == "onnx":
-        session = onnx_session(path, threads, optimize)
-        name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]
-    if fmt == "torchscript":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(path), map_location="cpu").eval()
-        except Exception as err:  # noqa: BLE001
-            raise BarsalignError(f"{path} is not a loadable TorchScript model: {err}") from None
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return module(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
-
-        return run
-    raise BarsalignError(f"cannot run {fmt} models on this machine")
-
-
-def _format_of(path: Path) -> str:
-    for fmt, suffix in SUFFIXES.items():
-        if path.name.endswith(suffix):
-            return fmt
-    raise BarsalignError(f"{path}: not an exported model ({', '.join(SUFFIXES.values())})")
-
-
-@dataclass
-class ExportedModel:
-    """An exported model whose card has been checked, with the preprocessing it must get."""
-
-    path: Path
-    card: dict[str, Any]
-    preprocess_cfg: Any
-    data_config: dict[str, Any]
-    logits_fn: Callable[[np.ndarray], np.ndarray]
-
-    @property
-    def threshold(self) -> float:
-        return float(self.card["threshold"])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.card["image_size"])
-
-
-def read_card(model_path: str | Path, expect_preprocess: Any = None) -> dict[str, Any]:
-    """The model's card, checked: it exists, belongs to this very file, and describes a
-    preprocessing this code knows (and equals `expect_preprocess` when one is given)."""
-    from barsalign.preprocess import PreprocessConfig
-
-    model_path = Path(model_path)
-    cpath = card_path(model_path)
-    if not model_path.exists():
-        raise BarsalignError(f"model {model_path} does not exist")
-    if not cpath.is_file():
-        raise BarsalignError(
-            f"{model_path} has no model card ({cpath.name}): export it with `barsalign export` "
-            "so its preprocessing travels with it"
-        )
-    try:
-        card = json.loads(cpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise BarsalignError(f"model card {cpath} is not valid JSON: {err}") from None
-    except OSError as err:
-        raise BarsalignError(f"cannot read model card {cpath}: {err.strerror or err}") from None
-    missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
-    if missing:
-        raise BarsalignError(f"model card {cpath} lacks {missing}")
-    if card["card_version"] != CARD_VERSION:
-        raise BarsalignError(
-            f"model card {cpath}: version {card['card_version']!r}, not {CARD_VERSION}; "
-            "export the model again with this barsalign"
-        )
-    if card["model_file"] != model_path.name or card["format"] != _format_of(model_path):
-        raise BarsalignError(
-            f"model card {cpath} describes {card['model_file']} ({card['format']}), "
-            f"not {model_path.name}"
-        )
-    if card["model_sha256"] != sha256(model_path):
-        raise BarsalignError(
-            f"model card {cpath} does not match {model_path.name}: the file changed since export "
-            "(sha256 differs); export it again"
-        )
-    fields = {f.name for f in dataclasses.fields(PreprocessConfig)}
-    stored = card["preprocess"]
-    if not isinstance(stored, dict) or set(stored) != fields:
-        extra = sorted(set(stored) - fields) if isinstance(stored, dict) else stored
-        lacking = sorted(fields - set(stored)) if isinstance(stored, dict) else []
-        raise BarsalignError(
-            f"model card {cpath}: its preprocessing config does not match this code's "
-            f"PreprocessConfig (unknown {extra}, missing {lacking}); export the model again"
-        )
-    try:
-        pcfg = PreprocessConfig(**_tuples(stored, PreprocessConfig))
-    except (TypeError, ValueError, BarsalignError) as err:
-        raise BarsalignError(f"model card {cpath}: preprocessing config rejected: {err}") from None
-    if expect_preprocess is not None and expect_preprocess != pcfg:
-        theirs, ours = dataclasses.asdict(pcfg), dataclasses.asdict(expect_preprocess)
-        diff = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]}
-        raise BarsalignError(
-            f"model card {cpath}: the model was trained with other preprocessing than requested "
-            f"(field: (card, requested)) {diff}"
-        )
-    _check_scoring_fields(card, cpath, pcfg)
-    embedded = embedded_scoring(model_path)
-    stated = json.loads(_scoring_json(card))
-    if card["format"] != "coreml" and embedded != stated:
-        diff = (
-            "the model file holds none"
-            if not isinstance(embedded, dict)
-            else ", ".join(k for k in SCORING_KEYS if embedded.get(k) != stated.get(k))
-        )
-        raise BarsalignError(
-            f"model card {cpath} does not match what {model_path.name} says of its own "
-            f"preprocessing ({diff}): the card was edited; export the model again"
-        )
-    card["_preprocess_cfg"] = pcfg
-    return card
-
-
-def _check_scoring_fields(card: dict[str, Any], cpath: Path, pcfg: Any) -> None:
-    """The card's threshold, input size and normalisation: values a model can score with."""
-    check_threshold(card["threshold"], f"model card {cpath}: threshold")
-    size = card["image_size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size != pcfg.target_size:
-        raise BarsalignError(
-            f"model card {cpath}: image_size {size!r} is not the preprocessing's target_size "
-            f"{pcfg.target_size}"
-        )
-    dc = card["data_config"]
-    for key in ("mean", "std"):
-        values = dc.get(key) if isinstance(dc, dict) else None
-        ok = (
-            isinstance(values, list)
-            and len(values) == 3
-            and all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in values
-            )
-            and (key == "mean" or all(v > 0 for v in values))
-        )
-        if not ok:
-            raise BarsalignError(
-                f"model card {cpath}: data_config.{key} must be 3 finite numbers"
-                f"{' above 0' if key == 'std' else ''}, not {values!r}"
-            )
-
-
-def _tuples(stored: dict[str, Any], cls: Any) -> dict[str, Any]:
-    """JSON lists back to tuples where the dataclass default is a tuple."""
-    out = dict(stored)
-    for f in dataclasses.fields(cls):
-        tuple_typed = isinstance(f.default, tuple) or "tuple" in str(f.type).lower()
-        if isinstance(out.get(f.name), list) and tuple_typed:
-            out[f.name] = tuple(out[f.name])
-    return out
-
-
-def load_exported(
-    model_path: str | Path, expect_preprocess: Any = None, threads: int | None = None
-) -> ExportedModel:
-    """An exported model ready to score preprocessed batches, after its card is checked."""
-    model_path = Path(model_path)
-    card = read_card(model_path, expect_preprocess)
-    pcfg = card.pop("_preprocess_cfg")
-    fmt = card["format"]
-    size = int(card["image_size"])
-    if fmt == "onnx":
-        session = onnx_session(model_path, threads)
-        name = session.get_inputs()[0].name
-        dims = session.get_inputs()[0].shape
-        logits_fn = lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]  # noqa: E731
-        if list(dims[1:]) != [3, size, size]:
-            raise BarsalignError(
-                f"model card {card_path(model_path)} says input {size}x{size}, but "
-                f"{model_path.name} takes {dims}"
-            )
-    else:
-        logits_fn = format_logits(fmt, model_path, threads)
-    dc = dict(card["data_config"])
-    for key in ("input_size", "mean", "std"):
-        if isinstance(dc.get(key), list):
-            dc[key] = tuple(dc[key])
-    return ExportedModel(model_path, card, pcfg, dc, logits_fn)
-
-
-def onnx_scorer(path: str | Path) -> Any:
-    """An exported model as evaluate's `Scorer` (its card checked), for evaluate/predict."""
-    from barsalign.evaluate import Scorer
-
-    m = load_exported(path)
-    scorer = Scorer(
-        name=str(m.card.get("run") or Path(path).stem),
-        backbone=str(m.card["backbone"]),
-        image_size=m.image_size,
-        preprocess_cfg=m.preprocess_cfg,
-        data_config=m.data_config,
-        logits_fn=m.logits_fn,
-        source=Path(path),
-        weights_source=str(m.card.get("weights_source", "")),
-        parameters=int(m.card.get("parameters", 0)),
-    )
-    scorer.threshold = m.threshold  # type: ignore[attr-defined] - predict reads it when present
-    return scorer
-
-
 def latency_table(
     summary: dict[str, Any], frames: Sequence[np.ndarray], repeats: int = 20, threads: int = 2
 ) -> Any:
@@ -801,22 +506,14 @@ def latency_table(
     import pandas as pd
     import torch
 
-    from barsalign.evaluate import load_scorer
-
-    scorer = load_scorer(summary["checkpoint"])
-    x = scorer.tensors(list(frames[:1])).astype(np.float32)
-    model = scorer.torch_model.eval()
+    checkpoint = load_predictor(summary["checkpoint"])
+    x = checkpoint.tensors(list(frames[:1])).astype(np.float32)
     torch.set_num_threads(threads)
-
-    def torch_fn(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch)).numpy()
-
-    runners = [("PyTorch (checkpoint)", torch_fn, summary["checkpoint_mb"], None)]
+    runners = [("PyTorch (checkpoint)", checkpoint.logits_fn, summary["checkpoint_mb"], None)]
     for fmt, r in summary["formats"].items():
         if r.get("status") == "exported" and fmt != "coreml":
             label = {"onnx": "ONNX Runtime", "torchscript": "TorchScript"}[fmt]
-            fn = load_exported(r["path"], threads=threads).logits_fn
+            fn = load_predictor(r["path"], threads=threads).logits_fn
             diff = r.get("deployed_max_abs_logit_diff", r.get("max_abs_logit_diff"))
             runners.append((label, fn, r["size_mb"], diff))
     rows = []
@@ -901,15 +598,13 @@ def _cli(args: argparse.Namespace) -> int:
 
 __all__ = [
     "ExportConfig",
-    "ExportedModel",
     "best_checkpoint",
     "card_path",
     "export_checkpoint",
     "latency_table",
-    "load_exported",
-    "onnx_scorer",
     "operating_point",
     "parity",
-    "read_card",
+    "parity_frames",
     "sha256",
+    "untrained_checkpoint",
 ]

@@ -22,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from barsalign.config import IMAGE_SUFFIXES
 from barsalign.errors import BarsalignError
 from barsalign.labelstore import (
     ALL_CLASSES,
     CLASSES,
-    IMAGE_EXT,
     JOURNAL,
     LabelStore,
     class_file,
@@ -344,7 +344,7 @@ def import_labels(src: Path, labels_dir: Path, annotator: str = "import") -> int
                 pairs += [
                     (str((src / c / n).absolute()), c)
                     for n in sorted(os.listdir(src / c))
-                    if n.lower().endswith(IMAGE_EXT) and (src / c / n).is_file()
+                    if n.lower().endswith(IMAGE_SUFFIXES) and (src / c / n).is_file()
                 ]
         if not pairs:
             raise BarsalignError(f"{src}: no aligned/ or not_aligned/ frames found")

@@ -20,13 +20,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from barsalign.config import IMAGE_SUFFIXES
 from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_text, os_error
 
 CLASSES: tuple[str, ...] = ("aligned", "not_aligned", "skipped")
 ALL_CLASSES: tuple[str, ...] = CLASSES + ("unreadable",)
 JOURNAL = "journal.jsonl"
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 IMPORT_ANNOTATOR = "import"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INDEX_RE = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
@@ -60,8 +60,8 @@ def path_problem(path: str) -> str | None:
         return "a line break, tab or other control character in the path"
     if path != path.strip() or not path:
         return "empty, or blanks at the start or end of the path"
-    if path.startswith("{") or not path.lower().endswith(IMAGE_EXT):
-        return f"not an image path ({', '.join(IMAGE_EXT)})"
+    if path.startswith("{") or not path.lower().endswith(IMAGE_SUFFIXES):
+        return f"not an image path ({', '.join(IMAGE_SUFFIXES)})"
     return None
 
 
@@ -387,14 +387,14 @@ def cohen_kappa(a: dict[str, str], b: dict[str, str]) -> tuple[float, list[tuple
     common = sorted(set(a) & set(b))
     if not common:
         raise BarsalignError("the two annotators share no labelled frames")
-    n = len(common)
-    po = sum(a[p] == b[p] for p in common) / n
-    cats = {a[p] for p in common} | {b[p] for p in common}
-    pe = sum(
-        (sum(a[p] == c for p in common) / n) * (sum(b[p] == c for p in common) / n) for c in cats
-    )
-    kappa = 1.0 if pe == 1 else (po - pe) / (1 - pe)
-    return kappa, [(p, a[p], b[p]) for p in common if a[p] != b[p]]
+    # scikit-learn takes a second to import: only the kappa needs it, not the labeler
+    from sklearn.metrics import cohen_kappa_score
+
+    first, second = [a[p] for p in common], [b[p] for p in common]
+    if len({*first, *second}) == 1:  # one class for every frame: full agreement (sklearn warns)
+        return 1.0, []
+    kappa = cohen_kappa_score(first, second)
+    return float(kappa), [(p, a[p], b[p]) for p in common if a[p] != b[p]]
 
 
 def by_annotator(store: LabelStore) -> dict[str, dict[str, str]]:

@@ -50,6 +50,8 @@ def _check(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fbeta(precision: float, recall: float, beta: float = 0.5) -> float:
+    """F-beta from a precision and a recall (0 where both are 0)."""
+    # scikit-learn computes F-beta from labels only; plots and tables here hold the two numbers
     b2 = beta * beta
     denom = b2 * precision + recall
     return float((1 + b2) * precision * recall / denom) if denom > 0 else 0.0
@@ -60,25 +62,29 @@ def binary_metrics(y_true: Any, scores: Any, threshold: float = 0.5) -> dict[str
 
     AUROC is None when the set holds one class only (it is undefined there, not NaN).
     """
-    y, s = _check(y_true, scores)
-    pred = s >= threshold
-    tp = int((pred & (y == 1)).sum())
-    fp = int((pred & (y == 0)).sum())
-    fn = int((~pred & (y == 1)).sum())
-    tn = int((~pred & (y == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    auroc = None
-    if 0 < y.sum() < len(y):
-        from sklearn.metrics import roc_auc_score
+    # scikit-learn takes a second to import: only the commands that compute metrics pay it
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        fbeta_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
-        auroc = float(roc_auc_score(y, s))
+    y, s = _check(y_true, scores)
+    pred = (s >= threshold).astype(int)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, pred, labels=[0, 1]).ravel())
+    precision, recall, f05, _ = precision_recall_fscore_support(
+        y, pred, beta=0.5, labels=[1], average="binary", pos_label=1, zero_division=0
+    )
+    f1 = fbeta_score(y, pred, beta=1.0, labels=[1], pos_label=1, zero_division=0)
+    auroc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
     return {
-        "f05": fbeta(precision, recall, 0.5),
-        "f1": fbeta(precision, recall, 1.0),
-        "accuracy": (tp + tn) / len(y),
-        "precision": precision,
-        "recall": recall,
+        "f05": float(f05),
+        "f1": float(f1),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision),
+        "recall": float(recall),
         "auroc": auroc,
         "threshold": float(threshold),
         "n": len(y),
@@ -90,28 +96,24 @@ def binary_metrics(y_true: Any, scores: Any, threshold: float = 0.5) -> dict[str
     }
 
 
-def _candidates(s: np.ndarray) -> np.ndarray:
-    """Every distinct score is a threshold where a prediction changes (ascending)."""
-    return np.unique(s)
+def _pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct score as threshold (ascending), from
+    scikit-learn's `precision_recall_curve` without its closing (precision 1, recall 0) point."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y, s, pos_label=1)
+    return precision[:-1], recall[:-1], thresholds
 
 
 def threshold_max_fbeta(y_true: Any, scores: Any, beta: float = 0.5) -> tuple[float, float]:
     """The threshold that maximises F-beta (the highest such one on ties) and that F-beta."""
     y, s = _check(y_true, scores)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(1 - y_sorted)
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # end of each run of equal scores
-    tp, fp, thr = tp[last], fp[last], s_sorted[last]
-    positives = y.sum()
-    precision = tp / np.maximum(tp + fp, 1)
-    recall = tp / positives if positives else np.zeros_like(tp, dtype=float)
-    b2 = beta * beta
-    denom = b2 * precision + recall
-    f = np.where(denom > 0, (1 + b2) * precision * recall / np.where(denom > 0, denom, 1), 0.0)
-    best = int(np.argmax(f))  # first max = highest threshold among ties
-    return float(thr[best]), float(f[best])
+    if not y.any():  # scikit-learn warns and calls recall 1 here; every F-beta is 0
+        return float(s.max()), 0.0
+    precision, recall, thresholds = _pr_curve(y, s)
+    f = np.array([fbeta(p, r, beta) for p, r in zip(precision, recall, strict=True)])
+    best = len(f) - 1 - int(np.argmax(f[::-1]))  # the highest threshold among ties
+    return float(thresholds[best]), float(f[best])
 
 
 def threshold_for_precision(y_true: Any, scores: Any, target: float = 0.99) -> float | None:
@@ -119,37 +121,35 @@ def threshold_for_precision(y_true: Any, scores: Any, target: float = 0.99) -> f
     if not 0.0 < target <= 1.0:
         raise BarsalignError(f"target precision must lie in (0, 1], got {target}")
     y, s = _check(y_true, scores)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(1 - y_sorted)
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    precision = tp[last] / (tp[last] + fp[last])
-    ok = np.nonzero((precision >= target) & (tp[last] > 0))[0]
-    return float(s_sorted[last][ok[-1]]) if len(ok) else None
+    if not y.any():  # no aligned frame: no threshold has a true positive (and sklearn warns)
+        return None
+    precision, recall, thresholds = _pr_curve(y, s)
+    ok = (precision >= target) & (recall > 0)
+    return float(thresholds[ok].min()) if ok.any() else None
 
 
 def reliability_table(y_true: Any, scores: Any, bins: int = 10) -> pd.DataFrame:
     """Calibration: per score bin, the mean score, the observed share aligned and the count."""
+    from sklearn.calibration import calibration_curve
+
     y, s = _check(y_true, scores)
+    share, mean = calibration_curve(y, s, n_bins=bins, strategy="uniform")
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            rows.append(
-                {
-                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
-                    "mean_score": float(s[m].mean()),
-                    "share_aligned": float(y[m].mean()),
-                    "frames": int(m.sum()),
-                }
-            )
-    return pd.DataFrame(rows)
+    # calibration_curve gives no count per bin: count with its rule (searchsorted, inner edges)
+    counts = np.bincount(np.searchsorted(edges[1:-1], s), minlength=bins)
+    used = np.nonzero(counts)[0]
+    return pd.DataFrame(
+        {
+            "bin": [f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in used],
+            "mean_score": mean.astype(float),
+            "share_aligned": share.astype(float),
+            "frames": counts[used].astype(int),
+        }
+    )
 
 
 def expected_calibration_error(y_true: Any, scores: Any, bins: int = 10) -> float:
+    """The frame-weighted mean gap between mean score and share aligned over the bins."""
     table = reliability_table(y_true, scores, bins)
     weights = table["frames"] / table["frames"].sum()
     return float((weights * (table["mean_score"] - table["share_aligned"]).abs()).sum())

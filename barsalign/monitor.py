@@ -1,7 +1,8 @@
 """The live monitor: a video source in, a glowing green / red / amber frame around it out.
 
 `run_monitor` reads frames with OpenCV (a file, a camera index or an RTSP/HTTP URL),
-preprocesses each exactly as the model's card says, scores it with ONNX Runtime, smooths the
+preprocesses each exactly as the model's card says, scores it with the model
+(`inference.load_predictor`: an export run by ONNX Runtime, its card checked), smooths the
 decision over time (`Smoother`, pure and separately tested) and draws the border with the
 label, the score and the latency. In live mode (cameras and streams; files with `live=True`,
 paced at their own frame rate) a reader thread keeps only the newest frame, so when inference
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.inference import card_path, load_predictor
 from barsalign.metrics import check_threshold
 from barsalign.outputs import check_output_file
 from barsalign.overlay import Overlay, Smoother
@@ -435,18 +437,13 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     """
     import cv2
 
-    from barsalign.export import load_exported
-    from barsalign.preprocess import preprocess, scoring_problem, to_tensor
-
-    # 1. the source and the output path, then the model (its card checked)
+    # 1. the source and the output path, then the model (an export's card checked)
     kind, value = parse_source(cfg.source)
     if cfg.out:
-        from barsalign.export import card_path
-
         inputs = [cfg.model, card_path(cfg.model)] + ([value] if kind == "file" else [])
         check_output_file(cfg.out, inputs, "--out")
-    model = load_exported(cfg.model, threads=cfg.threads)
-    threshold = cfg.threshold if cfg.threshold is not None else model.threshold
+    model = load_predictor(cfg.model, threads=cfg.threads)
+    threshold = cfg.threshold if cfg.threshold is not None else model.decision_threshold
     smoother = Smoother(threshold, cfg.k, cfg.n, cfg.margin)
     stats = MonitorStats(source=str(cfg.source), live=bool(cfg.live))
     reader = _Reader(
@@ -461,13 +458,10 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
     )
     reader.pace_fps = cfg.pace_fps
 
-    def prepare(frame: np.ndarray) -> Any:
-        """Exactly the card's preprocessing, then the backbone's normalisation; a frame far
-        below the model's input size is unreadable, never scored."""
-        problem = scoring_problem(frame, model.preprocess_cfg)
-        if problem:
-            raise BarsalignError(problem)
-        return to_tensor(preprocess(frame, model.preprocess_cfg), model.data_config).numpy()
+    def prepare(frame: np.ndarray) -> np.ndarray:
+        """Exactly the model's preprocessing and normalisation; a frame far below the model's
+        input size is unreadable, never scored."""
+        return model.prepare(frame, name=None)
 
     reader.prepare = prepare
     if cfg.show:
@@ -506,7 +500,7 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
                 continue
             t1 = time.perf_counter()
             batch = np.asarray(prepared, dtype=np.float32)[None]
-            logit = float(model.logits_fn(batch)[0])
+            logit = float(model.logits(batch)[0])
             score = 1.0 / (1.0 + math.exp(-logit))
             t2 = time.perf_counter()
             latency = prep_ms + (t2 - t1) * 1000.0

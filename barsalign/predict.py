@@ -15,17 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from barsalign.eda import list_images
+from barsalign.eda import require_images
 from barsalign.errors import BarsalignError
 from barsalign.evaluate import (
     LABEL_DIRS,
-    check_model_path,
     evaluate_scores,
     labelled_folder,
-    load_scorer,
     score_paths,
     write_json,
 )
+from barsalign.inference import Predictor, card_path, check_model_path, load_predictor
 from barsalign.metrics import check_precision_target, check_threshold
 from barsalign.outputs import atomic_write_text, check_output_file
 
@@ -52,17 +51,14 @@ def format_metrics(m: dict[str, Any]) -> str:
 def _model_inputs(model: str | Path) -> list[Path]:
     """The files a model run reads (the model and, for exports, its card), checked to exist:
     they are never outputs."""
-    from barsalign.export import card_path
-
     return [check_model_path(model), card_path(model)]
 
 
-def _threshold(scorer: Any, given: float | None) -> float:
+def _threshold(predictor: Predictor, given: float | None) -> float:
     """The decision threshold: the one given, else the model card's, else 0.5 (all checked)."""
     if given is not None:
         return check_threshold(given, "--threshold")
-    card = getattr(scorer, "threshold", None)
-    return 0.5 if card is None else check_threshold(card, f"{scorer.source}: threshold")
+    return check_threshold(predictor.decision_threshold, f"{predictor.source}: threshold")
 
 
 def predict_folder(
@@ -82,10 +78,10 @@ def predict_folder(
     out_csv = check_output_file(out_csv, inputs, "--out")
     labelled = any((source / d).is_dir() for d in LABEL_DIRS)
     data = labelled_folder(source) if labelled else None
-    paths = data.paths if data else list_images(source)
-    scorer = load_scorer(model)
-    thr = _threshold(scorer, threshold)
-    scores, bad, ms = score_paths(scorer, paths)
+    paths = data.paths if data else require_images(source)
+    predictor = load_predictor(model)
+    thr = _threshold(predictor, threshold)
+    scores, bad, ms = score_paths(predictor, paths)
     reasons = dict(bad)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -152,9 +148,9 @@ def _evaluate_cli(args: argparse.Namespace) -> int:
     data = labelled_folder(args.data)
     check_output_file(args.json, inputs, "--json")
     # 2. score, report, write
-    scorer = load_scorer(args.model)
-    thr = _threshold(scorer, args.threshold)
-    scores, bad, ms = score_paths(scorer, data.paths)
+    predictor = load_predictor(args.model)
+    thr = _threshold(predictor, args.threshold)
+    scores, bad, ms = score_paths(predictor, data.paths)
     _report_unreadable([b[0] for b in bad])
     ok = ~np.isnan(scores)
     if not ok.any():

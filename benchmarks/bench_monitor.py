@@ -19,6 +19,7 @@ import numpy as np
 
 from barsalign import export
 from barsalign.config import RUNS_DIR
+from barsalign.inference import load_predictor
 from barsalign.monitor import MonitorConfig, run_monitor
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     clip = Path(args.clip) if args.clip else ensure_default() / "clips" / "clip_000.mp4"
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else default_model(Path(tmp))
-        card = export.load_exported(model).card
+        card = load_predictor(model).card
         print(f"model {model} ({card['backbone']} at {card['image_size']}), clip {clip}")
         print(f"{os.cpu_count()} CPUs, ONNX Runtime threads: {args.threads or 'default'}")
         records, walls, frames = [], 0.0, 0

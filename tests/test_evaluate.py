@@ -19,10 +19,10 @@ from barsalign.evaluate import (
     error_rates,
     evaluate_scorer,
     labelled_folder,
-    load_scorer,
     per_frame_table,
     score_paths,
 )
+from barsalign.inference import load_predictor
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,7 @@ def test_scores_equal_the_model_on_the_documented_preprocessing(
 ) -> None:
     from barsalign.preprocess import preprocess, to_tensor
 
-    scorer = load_scorer(tiny_checkpoint)
+    scorer = load_predictor(tiny_checkpoint)
     paths = sorted((synth_small / "example_set" / "aligned").iterdir())[:3]
     scores, bad, ms = score_paths(scorer, paths, batch_size=2)
     assert not bad and ms > 0
@@ -163,7 +163,7 @@ def test_evaluate_row_and_error_rates_from_synthetic_truth(
 ) -> None:
     data = labelled_folder(synth_small)
     assert data.root.name == "example_set" and all(m is not None for m in data.meta)
-    row, frames = evaluate_scorer(load_scorer(tiny_checkpoint), data, latency_frames=2)
+    row, frames = evaluate_scorer(load_predictor(tiny_checkpoint), data, latency_frames=2)
     assert row["n"] == len(data.paths) and row["checkpoint_mb"] > 0 and row["latency_ms"] > 0
     assert 0.0 <= row["threshold_f05"] <= 1.0
     rates = error_rates(frames)

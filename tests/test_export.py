@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from barsalign import cli, export
+from barsalign import cli, export, inference
 from barsalign.errors import BarsalignError
-from barsalign.evaluate import load_scorer
+from barsalign.inference import load_predictor
 
 SIZE = 64  # tiny input: the tests check the plumbing, not the model's skill
 
@@ -57,9 +57,9 @@ def test_onnx_has_dynamic_batch_and_opset_17(exported: dict, synth_small: Path) 
     path = Path(exported["formats"]["onnx"]["path"])
     proto = onnx.load(str(path))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    model = export.load_exported(path)
+    model = load_predictor(path)
     frames, _ = export.parity_frames(synth_small, 5)
-    scorer = load_scorer(exported["checkpoint"])
+    scorer = load_predictor(exported["checkpoint"])
     batch = scorer.tensors(frames).astype(np.float32)
     assert model.logits_fn(batch).shape == (5,)
     one = np.concatenate([model.logits_fn(batch[i : i + 1]) for i in range(5)])
@@ -85,8 +85,8 @@ def test_card_describes_model_preprocessing_and_source(exported: dict) -> None:
         json.dumps(dataclasses.asdict(PreprocessConfig(target_size=SIZE)))
     )
     assert card["threshold"] == 0.5 and card["threshold_source"] == "given"
-    assert card["checkpoint_sha256"] == export.sha256(exported["checkpoint"])
-    assert card["model_sha256"] == export.sha256(path)
+    assert card["checkpoint_sha256"] == inference.sha256(exported["checkpoint"])
+    assert card["model_sha256"] == inference.sha256(path)
     assert card["parity"]["max_abs_logit_diff"] <= 1e-4
     assert card["data_config"]["input_size"] == [3, SIZE, SIZE]
     assert card["opset"] >= 17
@@ -110,7 +110,7 @@ def test_loader_refuses_a_model_without_a_card(exported: dict, tmp_path: Path) -
     model = _copy(exported, "onnx", tmp_path)
     export.card_path(model).unlink()
     with pytest.raises(BarsalignError, match="has no model card"):
-        export.load_exported(model)
+        load_predictor(model)
 
 
 def test_loader_refuses_a_changed_model_file(exported: dict, tmp_path: Path) -> None:
@@ -118,14 +118,14 @@ def test_loader_refuses_a_changed_model_file(exported: dict, tmp_path: Path) -> 
     with open(model, "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(BarsalignError, match="sha256 differs"):
-        export.load_exported(model)
+        load_predictor(model)
 
 
 def test_loader_refuses_a_card_of_another_file(exported: dict, tmp_path: Path) -> None:
     model = _copy(exported, "onnx", tmp_path)
     _edit_card(model, model_file="other.onnx")
     with pytest.raises(BarsalignError, match="describes other.onnx"):
-        export.load_exported(model)
+        load_predictor(model)
 
 
 def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
     card = json.loads(export.card_path(model).read_text())
     _edit_card(model, preprocess={**card["preprocess"], "sharpen_twice": True})
     with pytest.raises(BarsalignError, match="does not match this code's PreprocessConfig"):
-        export.load_exported(model)
+        load_predictor(model)
     _edit_card(model, preprocess=card["preprocess"])
     plain = PreprocessConfig()
     field = next(f for f in dataclasses.fields(plain) if isinstance(getattr(plain, f.name), bool))
@@ -143,10 +143,9 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
         PreprocessConfig(), **{field.name: not getattr(PreprocessConfig(), field.name)}
     )
     with pytest.raises(BarsalignError, match="other preprocessing than requested"):
-        export.load_exported(model, expect_preprocess=other)
+        load_predictor(model, expect_preprocess=other)
     assert (
-        export.load_exported(model, expect_preprocess=PreprocessConfig(target_size=SIZE)).threshold
-        == 0.5
+        load_predictor(model, expect_preprocess=PreprocessConfig(target_size=SIZE)).threshold == 0.5
     )
 
 
@@ -154,20 +153,20 @@ def test_loader_refuses_a_wrong_input_size(exported: dict, tmp_path: Path) -> No
     model = _copy(exported, "onnx", tmp_path)
     _edit_card(model, image_size=SIZE * 2)
     with pytest.raises(BarsalignError, match=f"image_size {SIZE * 2} is not"):
-        export.load_exported(model)
+        load_predictor(model)
 
 
 def test_loader_refuses_a_broken_card(exported: dict, tmp_path: Path) -> None:
     model = _copy(exported, "onnx", tmp_path)
     export.card_path(model).write_text("{not json")
     with pytest.raises(BarsalignError, match="not valid JSON"):
-        export.load_exported(model)
+        load_predictor(model)
 
 
-def test_onnx_scorer_scores_like_the_checkpoint(exported: dict, synth_small: Path) -> None:
+def test_onnx_predictor_scores_like_the_checkpoint(exported: dict, synth_small: Path) -> None:
     frames, _ = export.parity_frames(synth_small, 6)
-    onnx_scorer = load_scorer(exported["formats"]["onnx"]["path"])
-    ckpt_scorer = load_scorer(exported["checkpoint"])
+    onnx_scorer = load_predictor(exported["formats"]["onnx"]["path"])
+    ckpt_scorer = load_predictor(exported["checkpoint"])
     np.testing.assert_allclose(onnx_scorer.scores(frames), ckpt_scorer.scores(frames), atol=1e-5)
     assert onnx_scorer.threshold == 0.5
 

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from barsalign import export
+from barsalign import export, inference
 from barsalign.cli import main
 from barsalign.labelstore import LabelStore, class_file, read_class_file
 
@@ -422,7 +422,7 @@ def test_a_hand_edited_card_preprocessing_is_refused(
     one_line_error(capsys, "model card")
     assert not out.exists()
     props = {p.key for p in __import__("onnx").load(str(onnx_model)).metadata_props}
-    assert export.EMBEDDED_KEY in props  # the unedited model says what the card must say
+    assert inference.EMBEDDED_KEY in props  # the unedited model says what the card must say
 
 
 def test_a_csv_path_with_a_line_break_or_no_image_suffix_is_refused(
@@ -846,7 +846,7 @@ def test_the_card_loader_returns_a_checked_card_or_one_error(
     text = raw if how == "raw" else json.dumps(card).encode()
     export.card_path(model).write_bytes(text)
     try:
-        got = export.read_card(model)
+        got = inference.read_card(model)
     except BarsalignError as err:
         assert "\n" not in str(err)
         event("refused")

@@ -141,3 +141,13 @@ def test_killed_in_a_loop(tmp_path: Path) -> None:
         )
         assert sorted(files) == sorted(got)
     assert done
+
+
+def test_kappa_of_one_shared_class_is_full_agreement() -> None:
+    """Both annotators gave every frame the same one class: kappa 1, no disagreement (the
+    formula divides by zero there)."""
+    same = {p: "aligned" for p in PATHS[:4]}
+    assert cohen_kappa(same, dict(same)) == (1.0, [])
+    # one annotator's class differs on one frame: agreement 3/4, chance (1/4)(0) + (3/4)(1)
+    other = {**same, PATHS[0]: "not_aligned"}
+    assert cohen_kappa(same, other) == (pytest.approx(0.0), [(PATHS[0], "aligned", "not_aligned")])

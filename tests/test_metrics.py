@@ -101,3 +101,19 @@ def test_reliability_of_a_calibrated_scorer_is_close_to_the_diagonal() -> None:
     assert (table["mean_score"] - table["share_aligned"]).abs().max() < 0.03
     assert expected_calibration_error(y, s) < 0.02
     assert expected_calibration_error(y, np.clip(s * 0.3, 0, 1)) > 0.2
+
+
+def test_thresholds_on_a_set_without_aligned_frames() -> None:
+    """No aligned frame: no threshold has a true positive, every F-beta is 0 (no warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert threshold_max_fbeta([0, 0, 0], [0.2, 0.9, 0.4]) == (0.9, 0.0)
+        assert threshold_for_precision([0, 0, 0], [0.2, 0.9, 0.4], 0.5) is None
+
+
+def test_ties_take_the_highest_threshold() -> None:
+    # F0.5 is 5/6 at 0.8 (P 1, R 1/2) and at 0.5 (P 4/5, R 1): the higher one is kept
+    thr, f = threshold_max_fbeta([1, 1, 0, 1, 1], [0.9, 0.8, 0.7, 0.6, 0.5], beta=0.5)
+    assert (thr, f) == (0.8, pytest.approx(5 / 6))

@@ -16,7 +16,14 @@ import pytest
 
 from barsalign import cli, export
 from barsalign.errors import BarsalignError
-from barsalign.monitor import MonitorConfig, format_stats, frame_problem, run_monitor
+from barsalign.monitor import (
+    MonitorConfig,
+    MonitorStats,
+    _Reader,
+    format_stats,
+    frame_problem,
+    run_monitor,
+)
 from barsalign.overlay import ALIGNED, NOT_ALIGNED, UNCERTAIN, Overlay, Smoother
 
 A, N, U = ALIGNED, NOT_ALIGNED, UNCERTAIN
@@ -125,12 +132,31 @@ def test_every_frame_of_a_file_is_scored_and_written_as_h264(
 def test_live_mode_drops_frames_when_slower_than_the_source(onnx_model: Path, clip: Path) -> None:
     # played at 2000 fps the source outruns inference: frames are dropped and counted
     cfg = MonitorConfig(str(onnx_model), str(clip), live=True, pace_fps=2000.0)
-    s = run_monitor(cfg).stats.summary()
+    result = run_monitor(cfg)
+    s = result.stats.summary()
     assert s["mode"] == "live" and s["frames_dropped"] > 0
     assert s["frames_scored"] + s["frames_dropped"] == s["frames_read"]
+    assert result.records[-1]["frame"] == s["frames_read"] - 1, "the newest frame is never dropped"
     # at its own 12 fps nothing is dropped
     s = run_monitor(MonitorConfig(str(onnx_model), str(clip), live=True, max_frames=6)).stats
     assert s.frames_dropped == 0 and s.frames_scored == 6
+
+
+def test_live_mode_scores_the_newest_waiting_frame(clip: Path) -> None:
+    """A consumer that falls behind gets the newest frame next, never an older waiting one."""
+    total = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    stats = MonitorStats(source=str(clip), live=True)
+    reader = _Reader(str(clip), stats, True, 0, 0.0, 2000, None)
+    reader.pace_fps = 1000.0
+    items = reader.frames()
+    first = next(items)[0]
+    deadline = time.monotonic() + 30
+    while stats.frames_read < total and time.monotonic() < deadline:  # busy with `first`
+        time.sleep(0.01)
+    time.sleep(0.2)  # the reader hands its last frame over
+    rest = [index for index, *_ in items]
+    assert first < total - 1 and rest == [total - 1]
+    assert stats.frames_dropped == total - 2
 
 
 def _mjpeg(path: Path, frames: int = 8) -> list[int]:

@@ -1,0 +1,135 @@
+"""The one inference layer: a checkpoint, its ONNX export and the monitor score frames alike,
+and like an independent forward pass with the preprocessing the model was trained with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+
+from barsalign import export
+from barsalign.baseline import EdgeBaseline
+from barsalign.errors import BarsalignError
+from barsalign.inference import as_predictor, load_predictor
+from barsalign.model import AlignmentClassifier
+from barsalign.monitor import MonitorConfig, run_monitor
+from barsalign.preprocess import PreprocessConfig, preprocess, to_tensor
+
+SIZE = 64
+ROI = (0.45, 0.1, 0.95, 0.9)  # the right part of the frame, around the stopper
+TRAINED_WITH = PreprocessConfig(target_size=SIZE, roi=ROI)
+"""The preprocessing the test's model is trained with, stated here, not read back from it."""
+
+
+@pytest.fixture(scope="module")
+def roi_model(tmp_path_factory: pytest.TempPathFactory, synth_small: Path) -> dict[str, Path]:
+    """An untrained checkpoint trained (so it says) on a region of interest, and its ONNX."""
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("runs") / "roi_run"
+    ckpt = export.untrained_checkpoint(
+        run / "checkpoints" / "best.ckpt", image_size=SIZE, preprocess=TRAINED_WITH
+    )
+    cfg = export.ExportConfig(
+        checkpoint=str(ckpt),
+        out_dir=str(run / "export"),
+        formats=("onnx",),
+        parity_data=str(synth_small),
+        parity_frames=4,
+        threshold=0.4,
+    )
+    onnx = Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
+    return {"ckpt": ckpt, "onnx": onnx}
+
+
+@pytest.fixture(scope="module")
+def frames(synth_small: Path) -> list[np.ndarray]:
+    """Six real rendered frames of both classes, read with OpenCV."""
+    paths = sorted((synth_small / "example_set").rglob("*.jpg"))
+    return [cv2.imread(str(p)) for p in paths[:: max(1, len(paths) // 6)][:6]]
+
+
+def independent_scores(ckpt: Path, images: list[np.ndarray], pcfg: PreprocessConfig) -> np.ndarray:
+    """P(aligned) by hand: the checkpoint's tensors into a fresh network, timm's normalisation,
+    `preprocess` + `to_tensor` with the given config, one plain forward pass."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hp = saved["hyper_parameters"]
+    net = AlignmentClassifier(hp["backbone"], image_size=hp["image_size"], weights="random")
+    net.load_state_dict(saved["state_dict"])
+    net.eval()
+    norm = timm.data.resolve_model_data_config(net.backbone)
+    x = torch.stack([to_tensor(preprocess(img, pcfg), norm) for img in images])
+    with torch.inference_mode():
+        return torch.sigmoid(net(x)).double().numpy()
+
+
+def test_checkpoint_and_onnx_score_like_an_independent_forward_pass(
+    roi_model: dict[str, Path], frames: list[np.ndarray]
+) -> None:
+    expected = independent_scores(roi_model["ckpt"], frames, TRAINED_WITH)
+    # the test has power: the same frames without the region score otherwise
+    whole_frame = independent_scores(roi_model["ckpt"], frames, PreprocessConfig(target_size=SIZE))
+    assert np.abs(whole_frame - expected).max() > 1e-3
+    ckpt, onnx = load_predictor(roi_model["ckpt"]), load_predictor(roi_model["onnx"])
+    assert (ckpt.kind, onnx.kind) == ("checkpoint", "onnx")
+    np.testing.assert_allclose(ckpt.scores(frames), expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx.scores(frames), expected, atol=1e-4, rtol=0)
+
+
+def test_the_region_of_interest_travels_with_the_model(roi_model: dict[str, Path]) -> None:
+    ckpt, onnx = load_predictor(roi_model["ckpt"]), load_predictor(roi_model["onnx"])
+    assert ckpt.preprocess_cfg == onnx.preprocess_cfg == TRAINED_WITH
+    assert ckpt.preprocess_cfg.roi == ROI and onnx.card["preprocess"]["roi"] == list(ROI)
+    assert onnx.threshold == onnx.decision_threshold == 0.4
+    assert ckpt.threshold is None and ckpt.decision_threshold == 0.5
+
+
+def test_the_monitor_scores_video_frames_like_the_independent_pass(
+    roi_model: dict[str, Path], synth_small: Path
+) -> None:
+    clip = next((synth_small / "clips").glob("*.mp4"))
+    result = run_monitor(MonitorConfig(str(roi_model["onnx"]), str(clip), max_frames=4))
+    cap = cv2.VideoCapture(str(clip))
+    decoded = [cap.read()[1] for _ in range(4)]
+    cap.release()
+    expected = independent_scores(roi_model["ckpt"], decoded, TRAINED_WITH)
+    got = np.array([r["score"] for r in result.records])
+    assert [r["frame"] for r in result.records] == [0, 1, 2, 3]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_predict_labels_at_the_models_threshold_or_the_given_one(
+    roi_model: dict[str, Path], frames: list[np.ndarray]
+) -> None:
+    onnx = load_predictor(roi_model["onnx"])
+    scores = onnx.scores(frames)
+    np.testing.assert_array_equal(onnx.predict(frames), (scores >= 0.4).astype(int))
+    cut = float(np.median(scores))
+    np.testing.assert_array_equal(onnx.predict(frames, cut), (scores >= cut).astype(int))
+    with pytest.raises(BarsalignError, match="threshold"):
+        onnx.predict(frames, 1.5)
+
+
+def test_the_baseline_scores_through_the_same_interface(synth_small: Path) -> None:
+    paths = sorted((synth_small / "example_set").rglob("*.jpg"))
+    images = [cv2.imread(str(p)) for p in paths]
+    labels = [int(p.parent.name == "aligned") for p in paths]
+    base = EdgeBaseline(PreprocessConfig(target_size=128), side=16).fit(images, labels)
+    predictor = as_predictor(base)
+    assert predictor.kind == "baseline" and predictor.name == base.name
+    # scikit-learn's own probabilities: an independent route to the same numbers
+    np.testing.assert_allclose(predictor.scores(images), base.scores(images), atol=1e-9)
+    with pytest.raises(BarsalignError, match="fit the baseline"):
+        as_predictor(EdgeBaseline(PreprocessConfig()))
+
+
+def test_a_file_that_is_no_model_is_one_line(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    with pytest.raises(BarsalignError, match=r"notes.txt: expected a \.ckpt checkpoint"):
+        load_predictor(notes)
+    with pytest.raises(BarsalignError, match=r"model .*gone.onnx does not exist"):
+        load_predictor(tmp_path / "gone.onnx")

@@ -1,0 +1,21 @@
+"""One value per idea where two modules still name it: they must not drift apart."""
+
+from __future__ import annotations
+
+from barsalign import config, eda, preprocess, render
+from barsalign.labelstore import path_problem
+from barsalign.preprocess import PreprocessConfig
+
+
+def test_the_renderers_night_is_what_preprocessing_and_eda_call_dark() -> None:
+    """Night frames are rendered below the grayscale mean that preprocessing treats as dark
+    (render.py and preprocess.py each still write 55; one definition after the reshape)."""
+    assert render.NIGHT_MEAN == PreprocessConfig().dark_threshold == eda.DARK_THRESHOLD
+
+
+def test_every_reader_takes_the_same_image_files() -> None:
+    """preprocess.py still writes its own list; the labels take exactly config's suffixes."""
+    assert preprocess.IMAGE_SUFFIXES == config.IMAGE_SUFFIXES
+    for suffix in config.IMAGE_SUFFIXES:
+        assert path_problem(f"/frames/img_00001{suffix.upper()}") is None
+    assert path_problem("/frames/img_00001.gif") is not None
