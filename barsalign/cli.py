@@ -28,7 +28,7 @@ COMMANDS: dict[str, Command] = {
     "synth": Command("barsalign.synth", "render the synthetic conveyor data set"),
     "preprocess": Command("barsalign.preprocess", "write preprocessed frames for a visual check"),
     "cache": Command(
-        "barsalign.data", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
+        "barsalign.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
     ),
     "demo": Command("barsalign.reports", "render the default data and run every notebook"),
     "report": Command(

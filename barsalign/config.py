@@ -21,3 +21,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 """What counts as an image file, in every folder the package reads (lower case)."""
 KERNEL_NAME = "barsalign"
 """The Jupyter kernel registered inside `.venv` by `make setup`."""
+NIGHT_MEAN = 55.0
+"""Grayscale mean below which a frame is a night frame: the renderer keeps night scenes under
+it, preprocessing brightens frames under it, and EDA counts them as dark."""

@@ -29,11 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from barsalign.config import IMAGE_SUFFIXES, NIGHT_MEAN
 from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_bytes, check_output_dir, os_error, refuse_inside
 
 MODES = ("none", "grayscale", "edges")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MAX_TARGET_SIZE = 4096  # a 4096 px square is 16 M pixels a frame; beyond, memory runs out
 MAX_BLUR_KERNEL = 255
 MIN_SCORING_SCALE = 0.5
@@ -49,7 +49,7 @@ class PreprocessConfig:
     mode: str = "edges"  # "none" | "grayscale" | "edges"
     mask_left: bool | None = None  # None: on for the whole frame, off with a roi
     mask_fraction: float = 0.5  # share of columns zeroed from the left
-    dark_threshold: float = 55.0  # grayscale mean below which a frame is dark
+    dark_threshold: float = NIGHT_MEAN  # grayscale mean below which a frame is dark
     dark_alpha: float = 1.5
     dark_beta: float = 155.0
     light_alpha: float = 1.35

@@ -14,6 +14,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from barsalign.config import NIGHT_MEAN
+
 BED_U = 1200  # canvas length along the bars (units)
 BED_V = 720  # canvas width across the bars (units)
 STOPPER_U = 1120  # u of the stopper face; bar heads end here when aligned
@@ -506,7 +508,6 @@ def render(spec: SceneSpec) -> np.ndarray:
     return np.clip(img8.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
-NIGHT_MEAN = 55.0
 """Frames whose grayscale mean is below this are dark (night); preprocessing treats them apart."""
 
 

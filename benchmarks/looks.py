@@ -70,10 +70,11 @@ def metrics(labels: Any, scores: Any) -> dict[str, float]:
 
 def held_out(checkpoint: Path, test: Path) -> dict[str, float]:
     """A checkpoint's metrics on a labelled folder (every frame must read)."""
-    from barsalign.evaluate import labelled_folder, load_scorer, score_paths
+    from barsalign.evaluate import labelled_folder, score_paths
+    from barsalign.inference import load_predictor
 
     data = labelled_folder(test)
-    scores, bad, _ = score_paths(load_scorer(checkpoint), data.paths)
+    scores, bad, _ = score_paths(load_predictor(checkpoint), data.paths)
     if bad:
         raise BarsalignError(f"{test}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
     return metrics(data.labels, scores)

@@ -57,9 +57,10 @@ def parse_recipe(text: str) -> tuple[str, dict[str, Any]]:
 
 def held_out_f05(checkpoint: Path, data: Any) -> float:
     """F0.5 at 0.5 of a checkpoint on a labelled set (`evaluate.LabelledSet`)."""
-    from barsalign.evaluate import evaluate_scores, load_scorer, score_paths
+    from barsalign.evaluate import evaluate_scores, score_paths
+    from barsalign.inference import load_predictor
 
-    scores, bad, _ = score_paths(load_scorer(checkpoint), data.paths)
+    scores, bad, _ = score_paths(load_predictor(checkpoint), data.paths)
     if bad:
         raise BarsalignError(f"{data.root}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
     return float(evaluate_scores(data.labels, scores)["f05"])

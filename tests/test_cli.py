@@ -44,16 +44,7 @@ def test_top_level_help_lists_every_command_without_heavy_imports() -> None:
     assert heavy_imports("--help") == []
 
 
-# data.py (not to be edited this round) imports torch at the top for its DataModule; the
-# cache command moves to its own module with the package's reshape, then this mark goes.
-CACHE_IMPORTS_TORCH = pytest.mark.xfail(
-    strict=True, reason="barsalign.data imports torch at module level"
-)
-
-
-@pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=CACHE_IMPORTS_TORCH) if c == "cache" else c for c in COMMANDS]
-)
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_command_help_without_heavy_imports(command: str) -> None:
     assert heavy_imports(command, "--help") == []
 

@@ -8,13 +8,14 @@ from barsalign.preprocess import PreprocessConfig
 
 
 def test_the_renderers_night_is_what_preprocessing_and_eda_call_dark() -> None:
-    """Night frames are rendered below the grayscale mean that preprocessing treats as dark
-    (render.py and preprocess.py each still write 55; one definition after the reshape)."""
+    """Night frames are rendered below the grayscale mean that preprocessing treats as dark,
+    and EDA counts the same frames as dark: one definition, `config.NIGHT_MEAN`."""
     assert render.NIGHT_MEAN == PreprocessConfig().dark_threshold == eda.DARK_THRESHOLD
+    assert config.NIGHT_MEAN == render.NIGHT_MEAN
 
 
 def test_every_reader_takes_the_same_image_files() -> None:
-    """preprocess.py still writes its own list; the labels take exactly config's suffixes."""
+    """Every reader takes config's suffixes; the label store accepts exactly those."""
     assert preprocess.IMAGE_SUFFIXES == config.IMAGE_SUFFIXES
     for suffix in config.IMAGE_SUFFIXES:
         assert path_problem(f"/frames/img_00001{suffix.upper()}") is None
