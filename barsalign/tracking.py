@@ -13,6 +13,7 @@ the file list, sizes and labels) and the weights source. `barsalign runs` prints
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -259,11 +260,178 @@ def find_training_run(c: Any, run_dir: Path) -> Any:
     return runs[0] if runs else None
 
 
+def _checkpoint_run_dir(model: Path) -> Path | None:
+    """The training run folder a checkpoint (or an export, through its card) came from."""
+    if model.suffix != ".ckpt":
+        from barsalign.export import card_path
+
+        cpath = card_path(model)
+        try:
+            ckpt = json.loads(cpath.read_text(encoding="utf-8")).get("checkpoint")
+        except (OSError, ValueError):
+            return None
+        if not ckpt:
+            return None
+        model = Path(ckpt)
+    return model.parent.parent if model.parent.name == "checkpoints" else model.parent
+
+
+def _log_files(c: Any, run_id: str, files: Sequence[Path], artifact_path: str | None) -> None:
+    for f in files:
+        if f.is_dir():  # a CoreML package
+            c.log_artifacts(
+                run_id, str(f), f"{artifact_path}/{f.name}" if artifact_path else f.name
+            )
+        elif f.is_file():
+            c.log_artifact(run_id, str(f), artifact_path)
+
+
+def log_evaluation(
+    model: Path,
+    data_root: Path,
+    items: Sequence[tuple[Path, int]],
+    metrics: dict[str, Any],
+    threshold_source: str,
+    files: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """An MLflow run for one evaluation (`barsalign evaluate`): its metrics, threshold, data
+    and files; the training run it scores gets `heldout_*` metrics unless the frames are its
+    own training or validation set. Returns the run id and the training run's id (or None).
+
+    Args:
+        items: the (path, label) pairs scored, for the data set's `data_hash`.
+        files: logged as artefacts (the evaluation JSON, an export's model card).
+    """
+    c = client()
+    eid = experiment_id(c)
+    run_dir = _checkpoint_run_dir(model)
+    trained = find_training_run(c, run_dir) if run_dir is not None else None
+    data_tags = {
+        "data_dir": str(data_root.resolve()),
+        "data_frames": str(len(items)),
+        "data_sha256": data_hash(data_root, items),
+    }
+    tags = {"kind": "evaluate", "model": str(model.resolve()), **git_state(), **data_tags}
+    if trained is not None:
+        tags["trained_run_id"] = trained.info.run_id
+    run_name = f"evaluate {run_dir.name if run_dir else model.stem} on {data_label(str(data_root))}"
+    run = c.create_run(eid, run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    _log_params(
+        c,
+        run_id,
+        {
+            "model": str(model),
+            "threshold": str(metrics.get("threshold")),
+            "threshold_source": threshold_source,
+            "precision_target": str(metrics.get("precision_target")),
+        },
+    )
+    _log_metrics(c, run_id, metrics)
+    _log_files(c, run_id, files, None)
+    c.set_terminated(run_id)
+    heldout = trained is not None and data_tags["data_sha256"] not in (
+        trained.data.tags.get("data_sha256"),
+        trained.data.tags.get("val_data_sha256"),
+    )
+    if heldout:
+        keys = ("f05", "f1", "accuracy", "precision", "recall", "auroc", "threshold")
+        _log_metrics(c, trained.info.run_id, {f"heldout_{k}": metrics.get(k) for k in keys})
+        c.set_tag(trained.info.run_id, "heldout_data", data_tags["data_dir"])
+        c.set_tag(trained.info.run_id, "heldout_run_id", run_id)
+    return {"run_id": run_id, "trained_run_id": trained.info.run_id if heldout else None}
+
+
+def log_export(summary: dict[str, Any]) -> dict[str, Any]:
+    """An MLflow run for one export (`barsalign export`) holding the model files and their
+    cards, registered as a new version of `REGISTERED_MODEL` with the card, the threshold and
+    the metrics behind it as tags. Returns the run id, the model name and the version."""
+    exported = {f: r for f, r in summary["formats"].items() if r.get("status") == "exported"}
+    if not exported:
+        raise BarsalignError("nothing was exported: no model to register")
+    cards = {
+        f: json.loads(Path(r["card"]).read_text(encoding="utf-8")) for f, r in exported.items()
+    }
+    card = next(iter(cards.values()))
+    c = client()
+    eid = experiment_id(c)
+    ckpt = Path(summary["checkpoint"])
+    run_dir = _checkpoint_run_dir(ckpt)
+    trained = find_training_run(c, run_dir) if run_dir is not None else None
+    tags = {"kind": "export", "checkpoint": str(ckpt.resolve()), **git_state()}
+    if trained is not None:
+        tags["trained_run_id"] = trained.info.run_id
+    run = c.create_run(eid, run_name=f"export {card.get('run', ckpt.stem)}", tags=tags)
+    run_id = run.info.run_id
+    source = card.get("metrics", {}).get("source", "")
+    params = {
+        "checkpoint": str(ckpt),
+        "threshold": str(summary["threshold"]),
+        "threshold_source": str(summary["threshold_source"]),
+        "formats": ",".join(exported),
+        "backbone": str(card["backbone"]),
+        "image_size": str(card["image_size"]),
+        "metrics_source": str(source),
+    }
+    _log_params(c, run_id, params)
+    parity = {
+        f"{f}.{k}": v
+        for f, r in exported.items()
+        for k, v in r.items()
+        if k in ("max_abs_logit_diff", "labels_differ", "deployed_max_abs_logit_diff")
+    }
+    card_metrics = {f"card.{k}": v for k, v in card.get("metrics", {}).items()}
+    _log_metrics(c, run_id, {"threshold": summary["threshold"], **parity, **card_metrics})
+    files = [Path(r["path"]) for r in exported.values()] + [
+        Path(r["card"]) for r in exported.values()
+    ]
+    _log_files(c, run_id, files, "model")
+    c.set_terminated(run_id)
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(REGISTERED_MODEL)
+    except MlflowException:
+        c.create_registered_model(
+            REGISTERED_MODEL,
+            description="Bars aligned / not aligned at the stopper: each version is one "
+            "`barsalign export`, its model files and cards under model/.",
+        )
+    version_tags = {
+        "threshold": str(summary["threshold"]),
+        "threshold_source": str(summary["threshold_source"]),
+        "backbone": str(card["backbone"]),
+        "image_size": str(card["image_size"]),
+        "metrics_source": str(source),
+        **{f"{f}_sha256": str(cd["model_sha256"]) for f, cd in cards.items()},
+        **{
+            f"metric.{k}": str(v)
+            for k, v in card.get("metrics", {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    }
+    text = json.dumps(card, indent=1)
+    if len(text) <= 8000:  # MLflow's longest tag value
+        version_tags["card"] = text
+    version = c.create_model_version(
+        REGISTERED_MODEL,
+        source=f"runs:/{run_id}/model",
+        run_id=run_id,
+        tags=version_tags,
+        description=f"{card['backbone']} at {card['image_size']} px from {ckpt}, threshold "
+        f"{summary['threshold']:.4f} ({summary['threshold_source']})",
+    )
+    return {"run_id": run_id, "model": REGISTERED_MODEL, "version": int(version.version)}
+
+
 __all__ = [
     "REGISTERED_MODEL",
     "client",
     "data_hash",
     "finish_training",
+    "log_evaluation",
+    "log_export",
     "start_training",
     "tracking_uri",
 ]
