@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import numbers
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -183,7 +184,7 @@ def _log_metrics(c: Any, run_id: str, values: dict[str, Any], step: int = 0) -> 
     items = [
         Metric(k, float(v), now, step)
         for k, v in values.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v  # NaN: none
     ]
     if items:
         c.log_batch(run_id, metrics=items)
@@ -226,7 +227,7 @@ def start_training(cfg: Any, run_dir: Path) -> Any:
     }
     logger = _Logger(
         experiment_name=experiment_name(),
-        run_name=str(cfg.run_name),
+        run_name=run_dir.name,  # as the summary's "run" and the reports name it
         tracking_uri=tracking_uri(),
         tags=tags,
     )
@@ -409,7 +410,7 @@ def log_export(summary: dict[str, Any]) -> dict[str, Any]:
         **{
             f"metric.{k}": str(v)
             for k, v in card.get("metrics", {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
+            if isinstance(v, numbers.Real) and not isinstance(v, bool)
         },
     }
     text = json.dumps(card, indent=1)
