@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "barsalign.export",
     "barsalign.monitor",
     "barsalign.labeler",
-    "barsalign.tracking",
+    "barsalign.runs",
 )
 
 
