@@ -19,6 +19,11 @@ LOOKS_DIR = DATA_DIR / "looks"
 """Where `barsalign synth --look NAME` renders a look's small labelled sets (`LOOKS_DIR/NAME`)."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 """What counts as an image file, in every folder the package reads (lower case)."""
+TRACKING_DB = PROJ_ROOT / "mlflow.db"
+"""The default MLflow store (git-ignored; MLflow's own default, so `mlflow ui` from the repo root
+opens it); `MLFLOW_TRACKING_URI` overrides it (barsalign.tracking)."""
+TRACKING_ARTIFACTS = PROJ_ROOT / "mlartifacts"
+"""Where the default store's run artefacts go (git-ignored)."""
 KERNEL_NAME = "barsalign"
 """The Jupyter kernel registered inside `.venv` by `make setup`."""
 NIGHT_MEAN = 55.0

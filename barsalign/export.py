@@ -74,6 +74,8 @@ class ExportConfig:
         parity_data: a folder of frames (or a synthetic data set) for the parity check; None
             means the synthetic default's labelled set.
         tolerance: the largest allowed |logit difference| against PyTorch.
+        tracking: log the export to MLflow and register it as a new version of
+            `barsalign.tracking.REGISTERED_MODEL`; False: files only.
     """
 
     checkpoint: str | None = None
@@ -87,6 +89,7 @@ class ExportConfig:
     parity_frames: int = 32
     tolerance: float = 1e-4
     name: str = "model"
+    tracking: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -373,6 +376,10 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out_dir = check_output_dir(cfg.out_dir if cfg.out_dir else run_dir / "export", what="--out")
     parity_data = cfg.parity_data if cfg.parity_data is not None else default_parity_data()
+    if cfg.tracking:  # a tracker that does not answer fails before the export
+        from barsalign import tracking
+
+        tracking.client()
     scorer = load_predictor(ckpt)
     threshold, threshold_source, metrics = operating_point(
         scorer.name, cfg.threshold, cfg.evaluation, cfg.runs_dir or run_dir.parent
@@ -460,7 +467,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
             card["opset"] = cfg.opset
         atomic_write_text(card_path(out), json.dumps(card, indent=2) + "\n")
         results[fmt].update(path=str(out), card=str(card_path(out)), size_mb=size_mb(out), **check)
-    return {
+    summary = {
         "checkpoint": str(ckpt),
         "checkpoint_mb": size_mb(ckpt),
         "out_dir": str(out_dir),
@@ -468,6 +475,10 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
         "threshold_source": threshold_source,
         "formats": results,
     }
+    # 4. the MLflow run and a new version in the model registry
+    if cfg.tracking:
+        summary["registered"] = tracking.log_export(summary)
+    return summary
 
 
 def _check_deployed(
@@ -560,6 +571,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{fmt:<12} {r['path']} ({r['size_mb']:.1f} MB): {r['parity']}")
         else:
             lines.append(f"{fmt:<12} {r['status']}: {r['reason']}")
+    if "registered" in summary:
+        reg = summary["registered"]
+        lines.append(
+            f"registered   {reg['model']} version {reg['version']} (MLflow run {reg['run_id']})"
+        )
     return "\n".join(lines)
 
 
@@ -580,6 +596,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluation", help="05_evaluate's comparison.csv to take the threshold from")
     p.add_argument("--data", dest="parity_data", help="frames for the parity check")
     p.add_argument("--parity-frames", type=int, default=32)
+    p.add_argument(
+        "--no-tracking", dest="tracking", action="store_false", default=None, help="no MLflow run"
+    )
     p.set_defaults(func=_cli)
 
 

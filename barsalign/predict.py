@@ -123,6 +123,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--precision-target", type=float, default=0.99)
     e.add_argument("--json", type=Path, default=Path("evaluation.json"), help="where to write")
+    e.add_argument("--no-tracking", dest="tracking", action="store_false", help="no MLflow run")
     e.set_defaults(func=_evaluate_cli)
     p = subparsers.add_parser("predict", help="score a folder of frames into a CSV")
     p.add_argument("--model", required=True, type=Path)
@@ -147,6 +148,10 @@ def _evaluate_cli(args: argparse.Namespace) -> int:
     inputs = _model_inputs(args.model)
     data = labelled_folder(args.data)
     check_output_file(args.json, inputs, "--json")
+    if args.tracking:  # a tracker that does not answer fails before the frames are scored
+        from barsalign import tracking
+
+        tracking.client()
     # 2. score, report, write
     predictor = load_predictor(args.model)
     thr = _threshold(predictor, args.threshold)
@@ -170,6 +175,20 @@ def _evaluate_cli(args: argparse.Namespace) -> int:
         },
     )
     print(f"wrote {args.json}")
+    # 3. the MLflow run, and held-out metrics on the training run it scores
+    if args.tracking:
+        card = inputs[1] if inputs[1].is_file() else None
+        given = "given" if args.threshold is not None else None
+        source = given or ("model card" if card else "default 0.5")
+        run = tracking.log_evaluation(
+            Path(args.model),
+            data.root,
+            list(zip(data.paths, data.labels, strict=True)),
+            {**m, "ms_per_frame": ms, "unreadable": len(bad)},
+            source,
+            [args.json, *([card] if card else [])],
+        )
+        print(f"tracked as MLflow run {run['run_id']} in {tracking.tracking_uri()}")
     return 0
 
 

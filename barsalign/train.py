@@ -75,6 +75,8 @@ class FinetuneConfig:
         overwrite: replace an earlier run in `run_dir`; otherwise a non-empty folder is
             refused before anything is written.
         early_stopping_patience: epochs without a better validation F0.5 before stopping.
+        tracking: log the run to MLflow too (`barsalign.tracking`; `MLFLOW_TRACKING_URI`, else
+            the repo's `mlflow.db`); False: the run folder only.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -117,6 +119,7 @@ class FinetuneConfig:
     num_nodes: int = 1
     precision: str = "32-true"
     progress_bar: bool = False
+    tracking: bool = True
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -450,6 +453,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from barsalign import tracking
     from barsalign.model import (
         AlignmentClassifier,
         StagedUnfreeze,
@@ -530,6 +534,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping("val_f05", mode="max", patience=cfg.early_stopping_patience))
     logger = CSVLogger(str(run_dir), name="", version="logs")
+    tracker = tracking.start_training(cfg, run_dir)  # MLflow beside the CSV; None: off
     steps = plan.steps if plan else cfg.max_steps
     trainer = pl.Trainer(
         max_steps=steps or -1,
@@ -543,7 +548,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,
         callbacks=callbacks,
-        logger=logger,
+        logger=[logger, tracker] if tracker else logger,
         default_root_dir=str(run_dir),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -616,6 +621,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         "precision": str(cfg.precision),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
+    tracking.finish_training(tracker, run_dir, summary)
     log.info("run %s: %s", run_dir, summary)
     return summary
 
@@ -674,6 +680,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-nodes", type=int)
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-tracking", dest="tracking", action="store_false", default=None, help="no MLflow run"
+    )
     p.set_defaults(func=_cli)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# every run a test trains, evaluates or exports is tracked in a store of this session's own,
+# never the repo's mlflow.db nor a team's server (notebook kernels and DDP ranks inherit it)
+_TRACKING = Path(tempfile.mkdtemp(prefix="barsalign-mlflow-"))
+atexit.register(shutil.rmtree, _TRACKING, ignore_errors=True)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_TRACKING / 'mlflow.db'}"
+os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 
 from barsalign.reports import execute_notebook  # noqa: E402
 from barsalign.synth import SynthConfig, render_dataset  # noqa: E402
