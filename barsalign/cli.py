@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
         "watch a video, camera or stream and show aligned (green) / not aligned (red)",
     ),
     "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
-    "runs": Command("barsalign.runs", "list and compare the tracked runs (MLflow)"),
+    "runs": Command("barsalign.runs", "list and compare tracked training runs (MLflow)"),
 }
 """Every subcommand in the order `barsalign --help` lists them."""
 
