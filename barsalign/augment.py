@@ -1,9 +1,11 @@
-"""Training-time augmentation, seeded: flips, a small shift and rotation, brightness jitter,
-and (off by default) Gaussian blur.
+"""Training-time augmentation, seeded: a small rotation and brightness jitter by default;
+flips, a small shift and Gaussian blur when asked for.
 
 Every change keeps the label: a bar short of the stopper stays short when the region is
 mirrored, shifted by a few per cent or rotated by a few degrees. Blur is off by default because
-it erases the few-pixel gap the classifier must see.
+it erases the few-pixel gap the classifier must see; flips and shifts are off by default because
+a fixed camera never shows its stopper mirrored or moved, and learning those views costs the
+few hundred frames of a small set (docs/experiments.md, 2026-11-30).
 
 Applied to the resized stopper square (after preprocessing steps 1-2, before grayscale), so the
 brightness rule, the edges and the left mask are computed on the augmented frame: augment, then
@@ -25,10 +27,10 @@ from barsalign.preprocess import PreprocessConfig, crop_resize, finish
 class AugmentConfig:
     """Each augmentation with its probability; p = 0 turns one off."""
 
-    p_hflip: float = 0.5  # mirror left-right (a stopper on either side)
-    p_vflip: float = 0.5  # mirror top-bottom
+    p_hflip: float = 0.0  # mirror left-right
+    p_vflip: float = 0.0  # mirror top-bottom
     shift: float = 0.05  # translation drawn from ±shift of the side, both axes
-    p_shift: float = 0.5
+    p_shift: float = 0.0
     rotate_deg: float = 5.0  # rotation drawn from ±rotate_deg
     p_rotate: float = 0.5
     brightness: float = 0.2  # pixel values scaled by 1 ± brightness
