@@ -41,3 +41,12 @@ def run_notebook():
         return execute_notebook(name, out_dir, params, timeout=900)
 
     return run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-notebook-refs",
+        action="store_true",
+        help="execute the notebooks with papermill and rewrite tests/notebook_refs/ "
+        "(make notebook-refs)",
+    )
