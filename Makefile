@@ -35,10 +35,11 @@ test: setup chromium
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# accept a changed notebook result: re-execute the notebooks with their test parameters and
-# rewrite the contract cells' reference outputs in tests/notebook_refs/ (review, then commit)
+# accept a changed notebook result: re-execute the notebooks (all, or NB=02_label,05_evaluate)
+# with their test parameters and rewrite the contract cells' reference outputs in
+# tests/notebook_refs/, then check them with nbval (review the diff, then commit)
 notebook-refs: setup
-	$(PY) -m pytest tests/test_nbval.py --update-notebook-refs
+	$(PY) -m pytest tests/test_nbval.py --update-notebook-refs=$(or $(NB),all)
 
 synth: setup
 	$(VENV)/bin/barsalign synth

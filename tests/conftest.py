@@ -46,7 +46,10 @@ def run_notebook():
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-notebook-refs",
-        action="store_true",
-        help="execute the notebooks with papermill and rewrite tests/notebook_refs/ "
-        "(make notebook-refs)",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="execute the notebooks (all, or those named, comma-separated) with papermill and "
+        "rewrite their references in tests/notebook_refs/ (make notebook-refs [NB=02_label])",
     )
