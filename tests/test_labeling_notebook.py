@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from barsalign.config import NOTEBOOKS_DIR
+from barsalign.errors import BarsalignError
 from barsalign.labelstore import LabelStore, by_annotator, class_file, read_class_file
 from barsalign.reports import DEMO_PLAN
 
@@ -39,6 +40,7 @@ def test_02_label_notebook(synth_small: Path, run_notebook, tmp_path: Path) -> N
         n_frames=12,
         n_undo=2,
         error_rate=0.2,
+        min_kappa=-0.5,  # 12 frames at error rate 0.2: kappa is noise (-0.105 with seed 0)
     )
     sim = tmp_path / "simulated"
     got = LabelStore(sim).labeled()
@@ -48,3 +50,21 @@ def test_02_label_notebook(synth_small: Path, run_notebook, tmp_path: Path) -> N
     assert len(LabelStore(sim / "b").labeled()) == 12
     assert read_class_file(class_file(live, "aligned")) == [first]
     assert sorted(p.name for p in live.iterdir()) == ["class_aligned.txt"]
+
+
+@pytest.mark.slow
+def test_02_fails_when_the_annotators_agree_less_than_min_kappa(
+    synth_small: Path, run_notebook, tmp_path: Path
+) -> None:
+    """Annotators who guess (error rate 0.5) cannot reach kappa 0.9: the check cell says so."""
+    with pytest.raises(BarsalignError, match="below min_kappa 0.9"):
+        run_notebook(
+            "02_label",
+            tmp_path,
+            data_dir=str(synth_small),
+            interactive=False,
+            n_frames=12,
+            n_undo=0,
+            error_rate=0.5,
+            min_kappa=0.9,
+        )

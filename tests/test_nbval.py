@@ -77,6 +77,7 @@ def contract_params(synth: Path, runs: Path) -> dict[str, dict[str, Any]]:
             "n_undo": 2,
             "error_rate": 0.2,
             "interactive": False,
+            "min_kappa": -0.5,  # 12 frames at error rate 0.2: kappa is -0.105 here
         },
         "03_preprocess": {"data_dir": str(synth), "target_size": 96, "roi": "0.5,0,1,0.8"},
         "04_finetune": {
@@ -86,6 +87,7 @@ def contract_params(synth: Path, runs: Path) -> dict[str, dict[str, Any]]:
             "epochs": 2,
             "weights": "random",
             "accelerator": "cpu",
+            "min_f05": 0.0,  # 4 steps from random weights learn nothing
         },
         "05_evaluate": {
             "runs_dir": str(runs),
