@@ -9,7 +9,7 @@ VENV_GB := 8
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup chromium test test-fast demo reports synth bench lint clean-reports
+.PHONY: setup chromium test test-fast notebook-refs demo reports synth bench lint clean-reports
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ test: setup chromium
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# accept a changed notebook result: re-execute the notebooks (all, or NB=02_label,05_evaluate)
+# with their test parameters and rewrite the contract cells' reference outputs in
+# tests/notebook_refs/, then check them with nbval (review the diff, then commit)
+notebook-refs: setup
+	$(PY) -m pytest tests/test_nbval.py --update-notebook-refs=$(or $(NB),all)
 
 synth: setup
 	$(VENV)/bin/barsalign synth

@@ -395,18 +395,30 @@ class LabelConfig:
 
     data_dir: str | None = None
     run_dir: str | None = None
+    labels_dir: str | None = None
+    interactive: bool = True
+    start: int | None = None
+    end: int | None = None
+    local_prefix: str | None = None
+    server_prefix: str | None = None
+    order: str = "index"
+    seed: int = 0
     n_frames: int = 40
     error_rate: float = 0.1
     n_undo: int = 3
-    order: str = "index"
-    seed: int = 0
-    interactive: bool = False
+    min_kappa: float = 0.4
 
     def __post_init__(self) -> None:
         if not 0 <= self.error_rate <= 1:
             raise BarsalignError(f"error_rate must lie in [0, 1], got {self.error_rate}")
         if self.n_frames < 1 or self.n_undo < 0:
             raise BarsalignError("n_frames must be >= 1 and n_undo >= 0")
+        if not -1 <= self.min_kappa <= 1:
+            raise BarsalignError(f"min_kappa must lie in [-1, 1], got {self.min_kappa}")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise BarsalignError(f"start {self.start} is after end {self.end}")
+        if (self.local_prefix is None) != (self.server_prefix is None):
+            raise BarsalignError("give both local_prefix and server_prefix, or neither")
 
 
 def simulate(lab: Labeler, truth: dict[str, str], n: int, error_rate: float, seed: int = 0) -> int:

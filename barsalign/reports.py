@@ -33,7 +33,12 @@ class DemoRun:
 
 DEMO_PLAN: list[DemoRun] = [
     DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
-    DemoRun("02_label", "02_label", {"n_frames": 30}, "Labeling with a simulated annotator"),
+    DemoRun(  # headless: the simulated annotators, not the live labeler
+        "02_label",
+        "02_label",
+        {"interactive": False, "n_frames": 30},
+        "Labeling with a simulated annotator",
+    ),
     DemoRun("03_preprocess", "03_preprocess", {"frames_per_lighting": 2}, "Preprocessing steps"),
     *finetune_demo_runs(DemoRun),  # 04_finetune: Lite0 ImageNet vs random init, MobileNetV3
     DemoRun("05_evaluate", "05_evaluate", {}, "Held-out evaluation: Table 1, thresholds, errors"),

@@ -50,3 +50,15 @@ def run_notebook():
         return execute_notebook(name, out_dir, params, timeout=900)
 
     return run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-notebook-refs",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="execute the notebooks (all, or those named, comma-separated) with papermill and "
+        "rewrite their references in tests/notebook_refs/ (make notebook-refs [NB=02_label])",
+    )

@@ -1,4 +1,7 @@
-"""End to end in a real browser: JupyterLab + headless Debian Chromium, keys → ← ↓ u on 02_label."""
+"""End to end in a real browser: JupyterLab + headless Debian Chromium, keys → ← ↓ u on 02_label.
+
+02 opened with its defaults (only the data and run folders set) and run all shows the live
+labeler, which resumes after the frames already in the class files."""
 
 from __future__ import annotations
 
@@ -121,8 +124,12 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
     src = "".join(params["source"])
     src = src.replace("data_dir = None", f"data_dir = {str(synth_small)!r}")
     src = src.replace("run_dir = None", f"run_dir = {str(tmp_path / 'run')!r}")
-    src = src.replace("interactive = False", "interactive = True")
+    assert "\ninteractive = True" in src, "the defaults show the live labeler"
     params["source"] = src
+    labels = tmp_path / "run" / "labels"  # one frame labelled earlier: the labeler resumes after it
+    labels.mkdir(parents=True)
+    pool = sorted((synth_small / "train_set").glob("img_*.jpg"))
+    class_file(labels, "aligned").write_text(f"{pool[0]}\n")
     (tmp_path / "02_label.ipynb").write_text(json.dumps(nb))
     port, token = _free_port(), "barsalign-e2e"
     write_lab_settings(tmp_path / "lab-settings")
@@ -176,7 +183,6 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
                 box = page.wait_for_selector(".barsalign-labeler", timeout=180_000)
                 page.wait_for_timeout(1500)
                 box.hover()
-                labels = tmp_path / "run" / "labels"
                 for key in ("ArrowRight", "ArrowLeft", "ArrowDown", "u"):
                     box.hover()
                     page.keyboard.press(key)
@@ -188,13 +194,16 @@ def test_label_in_browser(synth_small: Path, tmp_path: Path) -> None:
                 raise AssertionError(_diagnosis(page, tmp_path, err, versions)) from err
             browser.close()
         journal = [json.loads(x) for x in (labels / "journal.jsonl").read_text().splitlines()]
-        assert [(e["action"], e["cls"]) for e in journal] == [
+        assert [(e["annotator"], e["path"]) for e in journal[:1]] == [("import", str(pool[0]))]
+        mine = [e for e in journal if e["annotator"] == "me"]
+        assert [(e["action"], e["cls"]) for e in mine] == [
             ("label", "aligned"),
             ("label", "not_aligned"),
             ("label", "skipped"),
             ("undo", "skipped"),
         ]
-        assert len(read_class_file(class_file(labels, "aligned"))) == 1
+        assert [e["path"] for e in mine[:3]] == [str(p) for p in pool[1:4]], "resumed after it"
+        assert len(read_class_file(class_file(labels, "aligned"))) == 2
         assert len(read_class_file(class_file(labels, "not_aligned"))) == 1
         assert read_class_file(class_file(labels, "skipped")) == []
         assert (tmp_path / "labeler.png").stat().st_size > 10_000

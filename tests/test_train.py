@@ -372,6 +372,7 @@ def test_04_finetune_notebook_runs(synth_small: Path, run_notebook, tmp_path: Pa
         epochs=2,
         weights="random",
         accelerator="cpu",
+        min_f05=0.0,  # 2 epochs from random weights need not beat the all-aligned guess
     )
     assert (run / "04_finetune.ipynb").is_file()
     summary = json.loads((run / "summary.json").read_text())
