@@ -307,7 +307,9 @@ def finetune_demo_runs(demo_run: Any) -> list[Any]:
         demo_run(
             "04_finetune",
             f"finetune_{mnv3}",
-            {**cpu, **random, "backbone": mnv3, "max_steps": 100},
+            # 100 steps from random weights show what no weights cost; the run is not held
+            # to beating a guess (04's min_f05), the two Lite0 runs are
+            {**cpu, **random, "backbone": mnv3, "max_steps": 100, "min_f05": 0.0},
             "MobileNetV3-Large, random initialisation (no weights here)",
         ),
     ]
