@@ -25,7 +25,7 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "synth": Command("barsalign.synth", "render the synthetic conveyor data set"),
+    "synth": Command("barsalign.synth.cli", "render the synthetic conveyor data set"),
     "preprocess": Command("barsalign.preprocess", "write preprocessed frames for a visual check"),
     "cache": Command(
         "barsalign.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
@@ -43,7 +43,7 @@ COMMANDS: dict[str, Command] = {
         "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
     ),
     "monitor": Command(
-        "barsalign.monitor",
+        "barsalign.monitor.cli",
         "watch a video, camera or stream and show aligned (green) / not aligned (red)",
     ),
     "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),

@@ -287,7 +287,7 @@ class AlignmentDataModule(pl.LightningDataModule):
         cache_dir: preprocessed-frame cache; None disables it. Its size limit comes from
             `BARSALIGN_CACHE_GB` (default 8 GiB; see `FrameCache`).
         on_unreadable: "raise" (default: one error listing them) or "skip" (train without them).
-        extra_dir: labelled frames drawn beside the training set (e.g. `barsalign.gap_pairs`),
+        extra_dir: labelled frames drawn beside the training set (e.g. `barsalign.synth.gap_pairs`),
             already cropped to their region: read whole, never masked; not validated on.
         extra_share: the share of training draws that come from `extra_dir`.
     """

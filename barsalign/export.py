@@ -230,9 +230,10 @@ def default_parity_data(render: bool = True) -> Path:
     rendered into the repo's data folder unasked would be a surprise. The Python API renders
     it (saying so), as the notebooks' `data_dir = None` promises.
     """
-    from barsalign.synth import SynthConfig, _stamp_matches, ensure_default
+    from barsalign.synth import SynthConfig, ensure_default
+    from barsalign.synth.dataset import stamp_matches
 
-    if _stamp_matches(SYNTH_DIR / "synth_config.json", SynthConfig()):
+    if stamp_matches(SYNTH_DIR / "synth_config.json", SynthConfig()):
         print(f"export: parity frames from the synthetic default set {SYNTH_DIR}", file=sys.stderr)
         return SYNTH_DIR
     if not render:

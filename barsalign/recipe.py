@@ -12,7 +12,7 @@
   as the majority (a weighted sampler); otherwise plain shuffling.
 - **warm-up**: `warmup_fraction` of the steps, then a cosine decay to the last step.
 - **gap pairs**: with `gap_pairs` and a region, the renderer's short-bar scenes and their flush
-  twins (`barsalign.gap_pairs`) are rendered once and drawn beside the training frames.
+  twins (`barsalign.synth.gap_pairs`) are rendered once and drawn beside the training frames.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
     if cfg.gap_pairs and roi is None:
         pairs_reason = "none: the frames are used whole (no region), the pairs are crops"
     elif cfg.gap_pairs:
-        from barsalign.gap_pairs import render_gap_pairs
+        from barsalign.synth.gap_pairs import render_gap_pairs
 
         looks = cfg.gap_pairs_looks
         pairs_dir = str(render_gap_pairs(cfg.gap_pairs, looks, seed=0))

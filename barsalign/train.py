@@ -22,9 +22,9 @@ import yaml
 from barsalign.augment import AugmentConfig
 from barsalign.config import CONF_DIR, RUNS_DIR, SYNTH_TWINS_DIR
 from barsalign.errors import BarsalignError
-from barsalign.looks import LOOKS
 from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
+from barsalign.synth.looks import LOOKS
 
 log = logging.getLogger(__name__)
 DEFAULT_FROZEN_STAGES = 2  # a pretrained backbone's stem and first stages stay frozen
@@ -44,7 +44,7 @@ class FinetuneConfig:
             groups) give way to scenes with one bar 3-4.5 px short, each followed by its twin
             with every bar flush (`barsalign.synth.hard_pool`, rendered once into
             `data/synthetic_twins/`). Does nothing with your own `data_dir`.
-        gap_pairs: this many frames of gap pairs (`barsalign.gap_pairs`: short-bar scenes of
+        gap_pairs: this many frames of gap pairs (`barsalign.synth.gap_pairs`: short-bar scenes of
             the renderer's looks and their flush twins, cropped around their stopper) are drawn
             beside your frames, `gap_pairs_share` of each batch; 0: none. Only with a region
             (given or proposed): the pairs are crops of the same kind.

@@ -34,7 +34,7 @@ import yaml
 
 from barsalign.config import LOOKS_DIR, REPORTS_DIR
 from barsalign.errors import BarsalignError
-from barsalign.looks import LOOKS
+from barsalign.synth.looks import LOOKS
 
 COLUMNS = (
     "look",

@@ -12,9 +12,9 @@ import pytest
 
 from barsalign.data import AlignmentDataModule
 from barsalign.errors import BarsalignError
-from barsalign.gap_pairs import pair_box, render_gap_pairs
 from barsalign.preprocess import PreprocessConfig
 from barsalign.synth import render_look_sets
+from barsalign.synth.gap_pairs import pair_box, render_gap_pairs
 
 DC = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "input_size": (3, 64, 64)}
 

@@ -14,25 +14,24 @@ import pytest
 from barsalign.cli import main
 from barsalign.data import load_labels
 from barsalign.errors import BarsalignError
-from barsalign.render import (
-    SceneSpec,
-    gap_units_for,
-    gaps_px,
-    head_points_px,
-    render,
-    stopper_face_px,
-)
 from barsalign.synth import (
     LOOK_SPLITS,
     LOOKS,
     SynthConfig,
-    _sessions,
-    _still_jobs,
     flush_twin,
     load_metadata,
     look_config,
     render_look_sets,
 )
+from barsalign.synth.geometry import (
+    SceneSpec,
+    gap_units_for,
+    gaps_px,
+    head_points_px,
+    stopper_face_px,
+)
+from barsalign.synth.render import render
+from barsalign.synth.scenes import recording_sessions, still_jobs
 
 SMALL_SETS = {"n_train": 2, "n_val": 1, "n_test": 1}
 
@@ -57,7 +56,7 @@ def look_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _scenes(name: str, count: int = 150, **kw) -> list[tuple[SceneSpec, dict]]:
     """`count` still-frame specs of a look with their truth (drawn, not rendered: fast)."""
     cfg = look_config(name, seed=5, **kw)
-    return list(_still_jobs(cfg, "x", count, _sessions(cfg), "x"))
+    return list(still_jobs(cfg, "x", count, recording_sessions(cfg), "x"))
 
 
 def test_the_looks_are_there_and_default_is_the_default_set() -> None:

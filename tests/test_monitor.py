@@ -17,14 +17,18 @@ import pytest
 from barsalign import cli, export
 from barsalign.errors import BarsalignError
 from barsalign.monitor import (
+    ALIGNED,
+    NOT_ALIGNED,
+    UNCERTAIN,
     MonitorConfig,
     MonitorStats,
-    _Reader,
+    Overlay,
+    Smoother,
     format_stats,
     frame_problem,
     run_monitor,
 )
-from barsalign.overlay import ALIGNED, NOT_ALIGNED, UNCERTAIN, Overlay, Smoother
+from barsalign.monitor.source import _Reader
 
 A, N, U = ALIGNED, NOT_ALIGNED, UNCERTAIN
 

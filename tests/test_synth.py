@@ -14,27 +14,19 @@ import pytest
 
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
-from barsalign.render import (
-    NIGHT_MEAN,
+from barsalign.synth import STOPPER_ROI, SynthConfig, load_metadata, pool_labels, render_dataset
+from barsalign.synth.geometry import (
     STOPPER_U,
     Bar,
     SceneSpec,
-    _distortion_maps,
-    _pad,
     camera_homography,
     distort_points,
+    frame_pad,
     gap_units_for,
     gaps_px,
     project,
-    render,
 )
-from barsalign.synth import (
-    STOPPER_ROI,
-    SynthConfig,
-    load_metadata,
-    pool_labels,
-    render_dataset,
-)
+from barsalign.synth.render import NIGHT_MEAN, _distortion_maps, render
 from tests.conftest import SMALL
 
 
@@ -97,11 +89,12 @@ def test_labels_follow_the_gaps(synth_small: Path) -> None:
 
 
 def test_class_balance_and_scene_mix_follow_the_config(tmp_path: Path) -> None:
-    from barsalign.synth import _sessions, sample_scene
+    from barsalign.synth import sample_scene
+    from barsalign.synth.scenes import recording_sessions
 
     cfg = SynthConfig(seed=11)
     rng = np.random.default_rng(0)
-    session = _sessions(cfg)[0]
+    session = recording_sessions(cfg)[0]
     scenes = [sample_scene(cfg, rng, session) for _ in range(4000)]
     aligned = sum(s["label"] == "aligned" for s in scenes) / len(scenes)
     assert abs(aligned - cfg.aligned_fraction) < 0.03
@@ -181,7 +174,7 @@ def test_a_gap_of_a_few_pixels_shows_where_the_metadata_says() -> None:
 
 def test_distortion_maps_agree_with_distort_points() -> None:
     spec = _spec()
-    pad = _pad(spec)
+    pad = frame_pad(spec)
     map1, map2 = _distortion_maps(1152, 864, spec.distortion, pad)
     maps = cv2.convertMaps(map1, map2, cv2.CV_32FC1)
     src = np.array([[100.0, 80.0], [900.0, 700.0], [576.0, 432.0], [1100.0, 50.0]])
@@ -267,12 +260,12 @@ def test_cli_refuses_to_overwrite_and_cleans_up_on_failure(
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert _digest(out) == before
 
-    import barsalign.synth as synth
+    import barsalign.synth.dataset as dataset
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_write_clip", boom)  # an interruption half way through
+    monkeypatch.setattr(dataset, "_write_clip", boom)  # an interruption half way through
     assert (
         main([*args[:-4], "--n-clips", "1", "--clip-frames", "2", "--workers", "1", "--overwrite"])
         == 130

@@ -1,7 +1,7 @@
 """Looks of the synthetic conveyor: other cameras, bars, stoppers, frame sizes and compression.
 
 A look is what one plant's camera makes of the same question: where it sits (a `Camera` in
-`barsalign.render`), what the bars and stopper look like, the frame size, how hard the JPEG
+`barsalign.synth.geometry`), what the bars and stopper look like, the frame size, how hard the JPEG
 squeezes, the lighting mix, and how many pixels a short bar's gap spans. A recipe that holds
 up on every look is not fitted to one. `default` is the project's own data set, unchanged.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from barsalign.errors import BarsalignError
-from barsalign.render import CAMERAS, STOPPER_STYLES
+from barsalign.synth.geometry import CAMERAS, STOPPER_STYLES
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Look:
         summary: one line saying what the look shows.
         config: SynthConfig fields the look sets (frame size, bar counts, hard gaps in pixels,
             lighting mix, JPEG quality, shares of glare, dust and motion blur).
-        cameras: camera names (`barsalign.render.CAMERAS`), one per recording session in turn.
+        cameras: camera names (`barsalign.synth.geometry.CAMERAS`), one per recording session in turn.
         profile_weights: weights of round, channel and angle bars.
         mixed_fraction: share of scenes with a mix of profiles on the table.
         bar_width, bar_spacing: bed units (the bed is 720 units across).

@@ -4,7 +4,7 @@ A plant's first 300 labelled frames hold a few dozen with one bar a few pixels s
 network asked to learn "a gap at the stopper face" from so few memorises them instead. The
 renderer can show the gap itself: a short-bar scene and its flush twin (`synth.flush_twin`)
 differ in nothing else. `render_gap_pairs` renders such pairs from the built-in looks
-(`barsalign.looks`), crops each pair around its own stopper face and bar heads at a random
+(`barsalign.synth.looks`), crops each pair around its own stopper face and bar heads at a random
 scale (the face fills the crop as much or as little as a proposed region lets it), and writes
 them as a labelled folder. Training draws them beside the user's frames
 (`FinetuneConfig.gap_pairs`): the looks teach what a gap is, the user's frames what their
@@ -26,9 +26,12 @@ import numpy as np
 
 from barsalign.config import DATA_DIR
 from barsalign.errors import BarsalignError
-from barsalign.looks import LOOKS
-from barsalign.render import SceneSpec, encode_jpeg, head_points_px, stopper_face_px
-from barsalign.render import render as render_spec
+from barsalign.synth.dataset import partial_dir, write_jsonl
+from barsalign.synth.geometry import SceneSpec, head_points_px, stopper_face_px
+from barsalign.synth.looks import LOOKS
+from barsalign.synth.render import encode_jpeg
+from barsalign.synth.render import render as render_spec
+from barsalign.synth.scenes import flush_twin, look_config, recording_sessions, still_jobs
 
 GAP_PAIRS_DIR = DATA_DIR / "gap_pairs"
 """Where rendered gap pairs are kept, one folder per setting (rendered once, then reused)."""
@@ -68,7 +71,6 @@ def _render_pair(job: tuple[SceneSpec, SceneSpec, int]) -> tuple[bytes, bytes, d
 
 def _pair_specs(look: str, n_pairs: int, seed: int) -> list[tuple[SceneSpec, SceneSpec, dict]]:
     """`n_pairs` (short, flush twin, record) of one look: bar scenes at the stopper only."""
-    from barsalign.synth import _sessions, _still_jobs, flush_twin, look_config
 
     cfg = look_config(look, seed=seed, n_example=0, n_pool=0, n_clips=0)
     cfg = dataclasses.replace(
@@ -81,7 +83,7 @@ def _pair_specs(look: str, n_pairs: int, seed: int) -> list[tuple[SceneSpec, Sce
         motion_blur_fraction=0.0,
     )
     out = []
-    for spec, meta in _still_jobs(cfg, "train_set", 2 * n_pairs, _sessions(cfg), "pair"):
+    for spec, meta in still_jobs(cfg, "train_set", 2 * n_pairs, recording_sessions(cfg), "pair"):
         if meta["label"] == "not_aligned":  # each short frame is followed by its twin
             out.append((spec, flush_twin(spec), meta))
     return out[:n_pairs]
@@ -103,7 +105,6 @@ def render_gap_pairs(
     """`frames` labelled crops (half short, half their flush twins), spread evenly over `looks`
     (default: every built-in look), in `aligned/` and `not_aligned/`; rendered once, the
     folder reused while `pairs.json` matches. Returns the folder."""
-    from barsalign.synth import _partial_dir, _write_jsonl
 
     looks = list(LOOKS) if looks is None else list(looks)
     unknown = [lk for lk in looks if lk not in LOOKS]
@@ -124,7 +125,7 @@ def render_gap_pairs(
             jobs.append((short, flush, int(seed * 1_000_003 + k * 10_007 + i)))
             records.append({"look": look, "pair": f"{look}_{i:04d}", **meta})
     workers = workers or min(4, os.cpu_count() or 1)
-    with _partial_dir(out, overwrite=True) as (_, tmp):
+    with partial_dir(out, overwrite=True) as (_, tmp):
         for name in ("aligned", "not_aligned"):
             (tmp / name).mkdir()
         rows = []
@@ -136,6 +137,6 @@ def render_gap_pairs(
                     rel = f"{label}/{rec['pair']}.jpg"
                     (tmp / rel).write_bytes(data)
                     rows.append({**rec, **box, "file": rel, "clip_id": rec["pair"]})
-        _write_jsonl(tmp / "metadata.jsonl", rows)
+        write_jsonl(tmp / "metadata.jsonl", rows)
         (tmp / "pairs.json").write_text(json.dumps(stamp))
     return out
