@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from barsalign.config import KERNEL_NAME, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
+from barsalign.config import CONF_DIR, KERNEL_NAME, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.train import finetune_demo_runs
 
@@ -39,7 +39,12 @@ DEMO_PLAN: list[DemoRun] = [
         {"interactive": False, "n_frames": 30},
         "Labeling with a simulated annotator",
     ),
-    DemoRun("03_preprocess", "03_preprocess", {"frames_per_lighting": 2}, "Preprocessing steps"),
+    DemoRun(  # what the 04_finetune runs below are fed: the CPU profile, its proposed region
+        "03_preprocess",
+        "03_preprocess",
+        {"profile": str(CONF_DIR / "cpu.yaml"), "frames_per_lighting": 2},
+        "What the network sees: region, size, mode and augmentation of the CPU profile",
+    ),
     *finetune_demo_runs(DemoRun),  # 04_finetune: Lite0 ImageNet vs random init, MobileNetV3
     DemoRun("05_evaluate", "05_evaluate", {}, "Held-out evaluation: Table 1, thresholds, errors"),
     DemoRun("06_export", "06_export", {}, "Export of the best run and the live monitor"),  # last
@@ -87,8 +92,13 @@ def execute_notebook(
     return out
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+"""nbconvert templates: `offline` is JupyterLab's page without its CDN scripts."""
+
+
 def to_html(executed: Path) -> Path:
-    """Convert an executed notebook to one HTML file without code, images embedded."""
+    """Convert an executed notebook to one HTML file without code, images embedded, that
+    loads nothing from the network (the `offline` template)."""
     cmd = [
         sys.executable,
         "-m",
@@ -97,6 +107,9 @@ def to_html(executed: Path) -> Path:
         "html",
         "--no-input",
         "--embed-images",
+        f"--TemplateExporter.extra_template_basedirs={TEMPLATES}",
+        "--template",
+        "offline",
         str(executed),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,6 +150,12 @@ table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.95r
 th, td { border-bottom: 1px solid #ddd; padding: 0.45rem 0.6rem; text-align: left; }
 th { background: #f3f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 a { color: #0b5cad; } .wide { overflow-x: auto; }
+#summary { border: 1px solid #ddd; border-radius: 8px; padding: 0.6rem 1.2rem; margin: 1rem 0; }
+#summary h2 { margin: 0.4rem 0; } #summary h3 { margin: 0.6rem 0 0.3rem; font-size: 1rem; }
+.kpis { display: flex; gap: 2.5rem; } .kpis div { color: #555; }
+.kpi { display: block; font-size: 2rem; font-weight: 600; color: #111; }
+.errors { display: flex; gap: 1rem; } .errors figure { margin: 0; width: 192px; }
+.errors img { width: 192px; height: 192px; } figcaption { font-size: 0.8rem; color: #444; }
 """
 
 
@@ -186,11 +205,55 @@ RUN_COLUMNS = ("backbone", "weights_source", "best_f05", "auroc", "epochs", "sec
 """The summary.json fields the runs table shows, where a run has them."""
 
 
+def _tracked_runs() -> list[dict[str, Any]]:
+    """The tracker's training runs (`barsalign.runs.runs_table`); none when it has no store
+    yet or does not answer (the index then lists the run folders)."""
+    from urllib.parse import unquote, urlparse
+
+    from barsalign import tracking
+    from barsalign.runs import runs_table
+
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(unquote(urlparse(uri).path)).is_file():
+        return []  # no store: nothing was tracked, and none is created by looking
+    try:
+        return runs_table()
+    except BarsalignError:
+        return []
+
+
+def _tracked_html(rows: list[dict[str, Any]], pages: dict[str, str]) -> str:
+    """The tracked training runs as the index's runs table, each linked to its report."""
+    from barsalign.runs import RUNS_COLUMNS
+
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in (*RUNS_COLUMNS, "report"))
+    body = []
+    for r in rows:
+        cells = []
+        for k in RUNS_COLUMNS:
+            v = r.get(k)
+            text = "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+            cls = ' class="num"' if isinstance(v, int | float) else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        link = pages.get(str(r.get("run")))
+        cells.append(f'<td><a href="{html.escape(link)}">report</a></td>' if link else "<td></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<div class="wide"><table id="runs"><thead><tr>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
 def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign reports") -> Path:
-    """Write `reports/index.html`: the project summary and a row per run linking its HTML."""
+    """Write `reports/index.html`: the plant summary (`barsalign.summary`, when 06_export wrote
+    one), the held-out comparison, the tracker's training runs (else the run folders), and a
+    row per report linking its HTML."""
+    from barsalign.summary import newest_summary, summary_html
+
     reports_dir = Path(reports_dir)
     entries = _run_entries(reports_dir / "runs")
     entries.sort(key=lambda e: e["mtime"])  # the order they ran in
+    tracked = _tracked_runs()
     keys = [k for k in RUN_COLUMNS if any(k in e["summary"] for e in entries)]
     columns = ["run", "report", "what", "updated", *keys]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in columns)
@@ -210,15 +273,28 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     comparison = _comparison_html(reports_dir)
+    found = newest_summary(reports_dir / "runs")
+    folders = (
+        f'<div class="wide"><table id="{"pages" if tracked else "runs"}"><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+    if tracked:
+        from barsalign.tracking import tracking_uri
+
+        pages = {e["run"]: e["html"].relative_to(reports_dir).as_posix() for e in entries}
+        runs = (
+            f"<h2>Training runs (MLflow: <code>{html.escape(tracking_uri())}</code>)</h2>"
+            f"{_tracked_html(tracked, pages)}<h2>Reports</h2>{folders}"
+        )
+    else:
+        runs = f"<h2>Runs</h2>{folders}"
     body = (
         f"<h1>{html.escape(title)}</h1>"
         '<p class="sub">Is every bar\'s head at the stopper? Classifiers that say <b>aligned</b> '
         "or <b>not aligned</b> from the stopper camera, trained and evaluated on the data "
         "named in each run. Aligned is the positive class; F0.5 weighs precision higher because "
         'a false "aligned" means a bad cut.</p>'
-        f"{comparison}<h2>Runs</h2>"
-        f'<div class="wide"><table id="runs"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f"{summary_html(found) if found else ''}{comparison}{runs}"
     )
     page = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import yaml
 
 from barsalign.augment import AugmentConfig
-from barsalign.config import CONF_DIR, RUNS_DIR, SYNTH_TWINS_DIR
+from barsalign.config import CONF_DIR, PROJ_ROOT, RUNS_DIR, SYNTH_TWINS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.outputs import atomic_write_text
 from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS
 from barsalign.synth.looks import LOOKS
@@ -281,6 +283,57 @@ def load_profile(path: str | Path) -> dict[str, Any]:
         known = sorted(CONFIG_KEYS)
         raise BarsalignError(f"{path}: unknown parameter(s) {unknown}; known: {known}")
     return data
+
+
+def profile_path(profile: str | Path) -> Path:
+    """A profile as a user names it: a path as given, else relative to the repo (a notebook's
+    working directory is notebooks/, where `conf/cpu.yaml` is not)."""
+    path = Path(profile)
+    if not path.is_absolute() and not path.exists() and (PROJ_ROOT / path).exists():
+        return PROJ_ROOT / path
+    return path
+
+
+def profile_params(
+    params: dict[str, Any], profile: str | Path | Sequence[str | Path] | None
+) -> dict[str, Any]:
+    """The training parameters of `params` (a notebook's `globals()`) over the profiles'.
+
+    Profiles apply in order (a fragment written by 03_preprocess after `conf/cpu.yaml`); a
+    parameter of `params` wins where it differs from training's default, so a notebook's
+    untouched parameters cell leaves the profile's values standing.
+    """
+    given = {k: v for k, v in params.items() if k in CONFIG_KEYS}
+    if profile is None:
+        return given
+    merged: dict[str, Any] = {}
+    for path in [profile] if isinstance(profile, str | Path) else profile:
+        merged.update(load_profile(profile_path(path)))
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    merged.update({k: v for k, v in given.items() if k not in merged or v != defaults[k]})
+    return merged
+
+
+def write_profile(path: str | Path, values: dict[str, Any], header: str = "") -> Path:
+    """Write a profile (or a fragment of one) as YAML that `load_profile`, `barsalign train
+    --profile` and the notebooks' `profile` read unchanged; the values are checked as a
+    training config first, so a fragment that would not train is never written.
+
+    Args:
+        values: training parameters (`CONFIG_KEYS`); tuples are written as lists.
+        header: comment lines put on top (what the fragment is, how to use it).
+    """
+    unknown = sorted(set(values) - CONFIG_KEYS)
+    if unknown:
+        raise BarsalignError(
+            f"{path}: unknown parameter(s) {unknown}; known: {sorted(CONFIG_KEYS)}"
+        )
+    clean = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    FinetuneConfig.from_params(clean)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return atomic_write_text(
+        path, comment + yaml.safe_dump(clean, sort_keys=False, default_flow_style=None)
+    )
 
 
 def finetune_demo_runs(demo_run: Any) -> list[Any]:
@@ -648,7 +701,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="draw N frames of the renderer's short-bar/flush pairs beside yours (default 0)",
     )
     p.add_argument("--out", dest="run_dir", help="run folder (default reports/runs/<run>)")
-    p.add_argument("--profile", help="conf/*.yaml parameter file; flags override it")
+    p.add_argument(
+        "--profile",
+        action="append",
+        help="conf/*.yaml parameter file; again for a fragment on top (03_preprocess writes "
+        "one); flags override them",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weights", choices=("auto", "random"))
@@ -689,7 +747,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = load_profile(args.profile) if args.profile else {}
+    params: dict[str, Any] = profile_params({}, args.profile) if args.profile else {}
     params.update({k: v for k, v in vars(args).items() if k in CONFIG_KEYS and v is not None})
     if isinstance(params.get("devices"), str) and params["devices"].isdigit():
         params["devices"] = int(params["devices"])
@@ -707,4 +765,12 @@ def _cli(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["FinetuneConfig", "epoch_table", "load_profile", "plot_curves", "run_training"]
+__all__ = [
+    "FinetuneConfig",
+    "epoch_table",
+    "load_profile",
+    "plot_curves",
+    "profile_params",
+    "run_training",
+    "write_profile",
+]

@@ -240,7 +240,8 @@ def test_06_export_notebook_exports_and_monitors_a_clip(
         "06_export",
         tmp_path,
         checkpoint=exported["checkpoint"],
-        data_dir=str(synth_small),
+        parity_data_dir=str(synth_small),
+        eval_data_dir=str(synth_small / "example_set"),
         parity_frames=6,
         latency_repeats=3,
         clip=str(clip),
@@ -251,5 +252,8 @@ def test_06_export_notebook_exports_and_monitors_a_clip(
     for name in ("model.onnx.card.json", "model.torchscript.pt.card.json", "latency.csv"):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "annotated.mp4").stat().st_size > 0
+    plant = json.loads((tmp_path / "plant_summary.json").read_text())
+    assert plant["held_out_frames"] == len(list((synth_small / "example_set").glob("*/*.jpg")))
+    assert all((tmp_path / e["file"]).is_file() for e in plant["errors"])
     text = out.read_text()
     assert "data:video/mp4;base64," in text, "the annotated video is embedded in the report"

@@ -79,7 +79,11 @@ def contract_params(synth: Path, runs: Path) -> dict[str, dict[str, Any]]:
             "interactive": False,
             "min_kappa": -0.5,  # 12 frames at error rate 0.2: kappa is -0.105 here
         },
-        "03_preprocess": {"data_dir": str(synth), "target_size": 96, "roi": "0.5,0,1,0.8"},
+        "03_preprocess": {
+            "data_dir": str(synth / "example_set"),
+            "image_size": 96,
+            "roi": "0.5,0,1,0.8",
+        },
         "04_finetune": {
             "backbone": "mobilenetv3_large_100",
             "data_dir": str(synth / "example_set"),
@@ -100,7 +104,8 @@ def contract_params(synth: Path, runs: Path) -> dict[str, dict[str, Any]]:
             "checkpoint": str(runs / "tiny" / "checkpoints" / "best.ckpt"),
             "runs_dir": str(runs),
             "threshold": 0.5,
-            "data_dir": str(synth),
+            "parity_data_dir": str(synth),
+            "eval_data_dir": str(synth / "example_set"),
             "parity_frames": 6,
             "latency_repeats": 3,
             "clip": str(clip),

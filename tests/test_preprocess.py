@@ -25,6 +25,7 @@ from barsalign.preprocess import (
     read_image,
     to_tensor,
 )
+from barsalign.train import load_profile
 
 DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -246,38 +247,11 @@ def test_cli_writes_processed_frames(synth_small: Path, tmp_path: Path, capsys) 
     assert "x0 < x1" in capsys.readouterr().err
 
 
-def test_widget_redraws_when_a_slider_moves(synth_small: Path) -> None:
-    from barsalign import preview
-
-    paths = list(_frames(synth_small).values())
-    box = preview.interactive(paths, PreprocessConfig(target_size=64))
-    frame, sliders = box.children[0], [*box.children[1].children[0].children]
-    frame.value = str(paths[1])
-    sliders[0].value = 200.0  # dark_threshold: now every frame counts as dark
-    assert box.state["cfg"].dark_threshold == 200.0 and box.state["frame"] == str(paths[1])
-    titles = [ax.get_title() for ax in box.state["fig"].axes]
-    assert "dark" in titles[2] and titles[3].startswith("x1.5")
-    steps = preview.pipeline_steps(read_image(paths[1]), PreprocessConfig(target_size=64))
-    np.testing.assert_array_equal(
-        steps[-1][1], preprocess(read_image(paths[1]), PreprocessConfig(target_size=64))
-    )
-    region = PreprocessConfig(target_size=64, mask_left=False, roi=(0.5, 0.1, 1.0, 0.8))
-    steps = preview.pipeline_steps(read_image(paths[1]), region)
-    assert steps[0][0].endswith("+ roi") and steps[-1][0] == "no mask"
-    np.testing.assert_array_equal(steps[-1][1], preprocess(read_image(paths[1]), region))
-    for mode, n in (("none", 2), ("grayscale", 3)):  # the steps that mode runs, then the mask
-        for mask in (True, False):
-            cfg = PreprocessConfig(target_size=64, mode=mode, mask_left=mask)
-            steps = preview.pipeline_steps(read_image(paths[1]), cfg)
-            assert len(steps) == n + mask
-            np.testing.assert_array_equal(steps[-1][1], preprocess(read_image(paths[1]), cfg))
-
-
 @pytest.mark.slow
 def test_03_notebook_runs(synth_small: Path, run_notebook, tmp_path: Path) -> None:
-    run_notebook(
-        "03_preprocess", tmp_path, data_dir=str(synth_small), target_size=96, roi="0.5,0,1,0.8"
-    )
+    data = str(synth_small / "example_set")
+    run_notebook("03_preprocess", tmp_path, data_dir=data, image_size=96, roi="0.5,0,1,0.8")
     assert (tmp_path / "augmentation_grid.png").is_file()
+    assert load_profile(tmp_path / "profile_fragment.yaml")["image_size"] == 96
     assert len(list(tmp_path.glob("steps_dark_*.png"))) == 1
     assert len(list(tmp_path.glob("steps_light_*.png"))) == 1

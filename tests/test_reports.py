@@ -38,7 +38,15 @@ def _run(reports: Path, name: str, summary: dict | None) -> None:
         (run / "summary.json").write_text(json.dumps(summary))
 
 
-def test_index_has_a_row_per_run_and_every_link_resolves(tmp_path: Path) -> None:
+@pytest.fixture
+def empty_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tracker with no store yet: the index lists the run folders."""
+    db = tmp_path / "tracker" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    return db
+
+
+def test_index_has_a_row_per_run_and_every_link_resolves(tmp_path: Path, empty_tracker) -> None:
     _run(tmp_path, "01_eda", None)
     _run(tmp_path, "finetune_a", {"backbone": "resnet18", "best_f05": 0.91})
     _run(tmp_path, "finetune_b", {"backbone": "tf_efficientnet_lite0", "best_f05": 0.97})
@@ -57,6 +65,34 @@ def test_index_has_a_row_per_run_and_every_link_resolves(tmp_path: Path) -> None
         assert (tmp_path / href).is_file(), href
     text = index.read_text()
     assert "0.97" in text and "tf_efficientnet_lite0" in text
+    assert not empty_tracker.exists(), "looking at the tracker creates no store"
+    assert 'id="summary"' not in text, "no export, no summary"
+
+
+def test_the_runs_table_comes_from_the_tracker(tmp_path: Path, empty_tracker: Path) -> None:
+    """Training runs as MLflow holds them (`barsalign.runs.runs_table`), linked to their
+    reports; every report page still listed below."""
+    from mlflow import MlflowClient
+
+    from barsalign import tracking
+
+    _run(tmp_path, "finetune_b", {"backbone": "resnet18", "best_f05": 0.5})
+    _run(tmp_path, "01_eda", None)
+    c = MlflowClient(tracking.tracking_uri())
+    eid = tracking.experiment_id(c)
+    for name, f05 in (("finetune_b", 0.8125), ("elsewhere", 0.6)):
+        run = c.create_run(eid, run_name=name, tags={"kind": "train"})
+        c.log_param(run.info.run_id, "backbone", "tf_efficientnet_lite0")
+        c.log_metric(run.info.run_id, "summary.best_f05", f05)
+        c.set_terminated(run.info.run_id)
+    parser = _Index()
+    text = write_index(tmp_path).read_text()
+    parser.feed(text)
+    assert parser.tables["runs"] == 1 + 2 and parser.tables["pages"] == 1 + 2
+    assert "0.812" in text and "0.600" in text and "tf_efficientnet_lite0" in text
+    assert text.count('href="runs/finetune_b/finetune_b.html"') == 2, "tracked row and page row"
+    for href in parser.links:
+        assert (tmp_path / href).is_file(), href
 
 
 @pytest.mark.slow
