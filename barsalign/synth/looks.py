@@ -23,7 +23,8 @@ class Look:
         summary: one line saying what the look shows.
         config: SynthConfig fields the look sets (frame size, bar counts, hard gaps in pixels,
             lighting mix, JPEG quality, shares of glare, dust and motion blur).
-        cameras: camera names (`barsalign.synth.geometry.CAMERAS`), one per recording session in turn.
+        cameras: camera names (`barsalign.synth.geometry.CAMERAS`), one per recording session
+            in turn.
         profile_weights: weights of round, channel and angle bars.
         mixed_fraction: share of scenes with a mix of profiles on the table.
         bar_width, bar_spacing: bed units (the bed is 720 units across).
