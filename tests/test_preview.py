@@ -123,6 +123,7 @@ def test_sliders_redraw_and_rewrite_the_fragment(synth_small: Path, tmp_path: Pa
     assert state["fig"].axes[0].get_title().endswith("+ roi")
     knobs["roi_x"].value = (0.5, 0.5)  # an empty region: said, and the fragment kept
     assert load_profile(frag)["roi"] == [0.5, 0.05, 1.0, 0.75]
+    knobs["roi_x"].value = (0.5, 1.0)  # a region again, so the next change is written
     knobs["augment"].value = False
     assert load_profile(frag)["augment"] is False and state["view"].augment is None
     assert json.dumps(written)  # plain YAML types
