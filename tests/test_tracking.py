@@ -308,6 +308,52 @@ def test_export_registers_a_version_with_card_threshold_held_out_metrics_and_an_
 
 
 @pytest.mark.slow
+def test_the_looks_benchmark_table_comes_back_from_the_tracker(tmp_path: Path, capsys) -> None:
+    """benchmarks/looks.py on a tiny look set, two seeds: `barsalign runs --markdown --group
+    look` gives its rows (and a mean row) from MLflow alone."""
+    from barsalign.synth import render_look_sets
+    from tests.test_benchmarks import _bench_module
+
+    sets = tmp_path / "sets"
+    render_look_sets("default", sets / "default_8", n_train=8, n_val=6, n_test=6, workers=2)
+    out = tmp_path / "looks"
+    args = ["--looks", "default", "--seeds", "2", "--n-train", "8", "--sets-dir", str(sets)]
+    args += ["--out", str(out), "--json", str(tmp_path / "rows.json")]
+    tiny = ("backbone=resnet18", "image_size=64", "weights=random", "epochs=1", "batch_size=4")
+    for setting in (*tiny, "accelerator=cpu", "roi=[0.4, 0, 1, 0.9]", "augment=false"):
+        args += ["--set", setting]
+    assert _bench_module("looks").main(args) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    capsys.readouterr()
+    query = f"tags.run_dir LIKE '{out.resolve()}/%'"
+    assert main(["runs", "--markdown", "--group", "look", "--filter", query]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    header, body = cells[0], cells[2:]
+    assert header[:2] == ["look", "run"] and "look/data" not in header
+    assert len(body) == 3, "two seeds and their mean"
+    col = {k: header.index(k) for k in header}
+    for row, cell in zip(rows, body[:2], strict=True):
+        assert cell[col["look"]] == row["look"] == "default"
+        assert cell[col["seed"]] == str(row["seed"]) and cell[col["frames"]] == "8"
+        assert cell[col["steps"]] == str(row["steps"])
+        for key, name in (
+            ("val_f05", "val F0.5"),
+            ("f05", "held-out F0.5"),
+            ("auroc", "held-out AUROC"),
+            ("base_f05", "baseline F0.5"),
+            ("base_auroc", "baseline AUROC"),
+        ):
+            assert float(cell[col[name]]) == pytest.approx(row[key], abs=0.0011), name
+    mean = body[2]
+    assert mean[0] == "**mean default**"
+    want = sum(r["f05"] for r in rows) / 2
+    assert float(mean[col["held-out F0.5"]].split()[0].strip("*")) == pytest.approx(
+        want, abs=0.0011
+    )
+
+
+@pytest.mark.slow
 def test_no_tracking_leaves_no_run_and_a_dead_store_fails_before_training(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -315,8 +361,13 @@ def test_no_tracking_leaves_no_run_and_a_dead_store_fails_before_training(
     cfg = FinetuneConfig(
         backbone="resnet18", image_size=TINY, weights="random", epochs=1, run_dir=str(run)
     )
-    run_training(FinetuneConfig(**{**cfg.to_dict(), "tracking": False}), datamodule=TensorData())
+    quiet = FinetuneConfig(**{**cfg.to_dict(), "tracking": False, "overwrite": True})
+    run_training(quiet, datamodule=TensorData())
     assert (run / "summary.json").is_file() and not _runs_of(_client(), run)
+    first = list((run / "tb").glob("events.out.tfevents.*"))
+    run_training(quiet, datamodule=TensorData())  # replaced: TensorBoard shows the new run only
+    events = list((run / "tb").glob("events.out.tfevents.*"))
+    assert len(first) == len(events) == 1 and events != first
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing answers there
