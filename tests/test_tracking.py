@@ -288,7 +288,7 @@ def test_export_registers_a_version_with_card_threshold_held_out_metrics_and_an_
     again = export_checkpoint(ExportConfig(**e2))["registered"]
     assert again["version"] == reg["version"] + 1 and again["aliases"] == [CHAMPION]
     on_line = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
-    assert on_line.version == str(again["version"]) and on_line.run_id == again["run_id"]
+    assert str(on_line.version) == str(again["version"]) and on_line.run_id == again["run_id"]
     assert registry.champion()["version"] == again["version"]
     # barsalign runs --registry lists both, the alias on the promoted one; --promote moves it
     assert main(["runs", "--registry"]) == 0
@@ -298,7 +298,7 @@ def test_export_registers_a_version_with_card_threshold_held_out_metrics_and_an_
     assert by_version[again["version"]][1] == CHAMPION and by_version[reg["version"]][1] == "-"
     assert main(["runs", "--registry", "--promote", str(reg["version"])]) == 0
     on_line = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
-    assert on_line.version == str(reg["version"])
+    assert str(on_line.version) == str(reg["version"])
     assert main(["runs", "--registry", "--promote", "999"]) == 2
     assert "has no version 999" in capsys.readouterr().err
     off = ExportConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "e3"), "tracking": False})
@@ -315,7 +315,8 @@ def test_the_looks_benchmark_table_comes_back_from_the_tracker(tmp_path: Path, c
     from tests.test_benchmarks import _bench_module
 
     sets = tmp_path / "sets"
-    render_look_sets("default", sets / "default_8", n_train=8, n_val=6, n_test=6, workers=2)
+    # 16 test frames: the first 14 are aligned (seed 0), AUROC needs both classes
+    render_look_sets("default", sets / "default_8", n_train=8, n_val=6, n_test=16, workers=2)
     out = tmp_path / "looks"
     args = ["--looks", "default", "--seeds", "2", "--n-train", "8", "--sets-dir", str(sets)]
     args += ["--out", str(out), "--json", str(tmp_path / "rows.json")]
