@@ -136,8 +136,10 @@ def _mean_row(rows: Sequence[dict[str, Any]], label: str, cols: Sequence[str]) -
     cells = [""] * len(cols)
     cells[0] = f"**{label}**"
     for i, k in enumerate(cols):
+        if k not in (*SCORES, "minutes"):
+            continue
         values = [float(r[k]) for r in rows if r.get(k) is not None]
-        if k not in (*SCORES, "minutes") or not values:
+        if not values:
             continue
         cells[i] = _cell(k, statistics.mean(values))
         if k == "held-out F0.5" and len(values) > 1:
