@@ -3,7 +3,8 @@
 Models are loaded by `inference.load_predictor` (here also `load_scorer`, the notebooks' name):
 a checkpoint or an exported model with the exact preprocessing it was trained with.
 `score_paths` scores frames, listing unreadable ones instead of dropping them;
-`evaluate_scorer` gives one row of the study's Table 1 and more.
+`evaluate_scorer` gives one row of the study's Table 1 and more, and logs it to MLflow
+(`track_evaluation`, linked to the training run it scores).
 """
 
 from __future__ import annotations
@@ -163,9 +164,15 @@ def evaluate_scorer(
     precision_target: float = 0.99,
     batch_size: int = 16,
     latency_frames: int = 20,
+    tracking: bool = True,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One row of the comparison table and the per-frame scores (with synthetic truth)."""
+    """One row of the comparison table and the per-frame scores (with synthetic truth);
+    with `tracking`, also an MLflow run (`track_evaluation`)."""
     scorer = as_predictor(scorer)
+    if tracking:  # a tracker that does not answer fails before the frames are scored
+        from barsalign import tracking as tracker
+
+        tracker.client()
     scores, bad, _ = score_paths(scorer, data.paths, batch_size)
     ok = ~np.isnan(scores)
     if not ok.any():
@@ -184,7 +191,49 @@ def evaluate_scorer(
         "unreadable": len(bad),
     }
     frames = per_frame_table(data, scores, threshold)
+    if tracking:
+        track_evaluation(scorer, data, scores, row, "given")
     return row, frames
+
+
+def track_evaluation(
+    scorer: Predictor,
+    data: LabelledSet,
+    scores: np.ndarray,
+    metrics: dict[str, Any],
+    threshold_source: str,
+    files: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """Log one evaluation to MLflow (`tracking.log_evaluation`: linked to the training run it
+    scores), with its figure (`panel.png`: confusion, precision-recall, scores per class,
+    reliability) and per-frame scores (`frames.csv`) as artefacts besides `files`."""
+    import tempfile
+
+    import matplotlib.pyplot as plt
+
+    from barsalign import tracking
+    from barsalign.plots import model_panel
+
+    ok = ~np.isnan(scores)
+    threshold = float(metrics["threshold"])
+    marks = {"max F0.5": metrics.get("threshold_f05")}
+    if "precision_target" in metrics:
+        marks[f"precision {metrics['precision_target']:g}"] = metrics.get("threshold_precision")
+    with tempfile.TemporaryDirectory(prefix="barsalign-eval-") as tmp:
+        panel, table = Path(tmp) / "panel.png", Path(tmp) / "frames.csv"
+        fig = model_panel(data.labels[ok], scores[ok], threshold, scorer.name, marks)
+        fig.savefig(panel, dpi=90)
+        plt.close(fig)
+        per_frame_table(data, scores, threshold).to_csv(table, index=False)
+        return tracking.log_evaluation(
+            scorer.source,
+            data.root,
+            list(zip(data.paths, data.labels, strict=True)),
+            metrics,
+            threshold_source,
+            [*files, panel, table],
+            name=scorer.name,
+        )
 
 
 def per_frame_table(data: LabelledSet, scores: np.ndarray, threshold: float) -> pd.DataFrame:

@@ -75,7 +75,9 @@ class ExportConfig:
             means the synthetic default's labelled set.
         tolerance: the largest allowed |logit difference| against PyTorch.
         tracking: log the export to MLflow and register it as a new version of
-            `barsalign.tracking.REGISTERED_MODEL`; False: files only.
+            `barsalign.registry.REGISTERED_MODEL`; False: files only.
+        promote: make the new version the one on the line (the registry's alias
+            `champion`); an export alone does not.
     """
 
     checkpoint: str | None = None
@@ -90,6 +92,7 @@ class ExportConfig:
     tolerance: float = 1e-4
     name: str = "model"
     tracking: bool = True
+    promote: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -100,6 +103,8 @@ class ExportConfig:
             raise BarsalignError(f"opset must be 17 or newer, not {self.opset}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise BarsalignError(f"threshold must lie in (0, 1), not {self.threshold}")
+        if self.promote and not self.tracking:
+            raise BarsalignError("promote needs tracking: the alias lives in the MLflow registry")
         if self.parity_frames < 2:
             raise BarsalignError(f"parity_frames must be >= 2, not {self.parity_frames}")
 
@@ -478,7 +483,9 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     }
     # 4. the MLflow run and a new version in the model registry
     if cfg.tracking:
-        summary["registered"] = tracking.log_export(summary)
+        from barsalign import registry
+
+        summary["registered"] = registry.log_export(summary, cfg.promote)
     return summary
 
 
@@ -574,8 +581,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{fmt:<12} {r['status']}: {r['reason']}")
     if "registered" in summary:
         reg = summary["registered"]
+        alias = f", alias {', '.join(reg['aliases'])}" if reg.get("aliases") else ""
         lines.append(
-            f"registered   {reg['model']} version {reg['version']} (MLflow run {reg['run_id']})"
+            f"registered   {reg['model']} version {reg['version']}{alias} "
+            f"(MLflow run {reg['run_id']})"
         )
     return "\n".join(lines)
 
@@ -599,6 +608,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--parity-frames", type=int, default=32)
     p.add_argument(
         "--no-tracking", dest="tracking", action="store_false", default=None, help="no MLflow run"
+    )
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        default=None,
+        help="make this export the model on the line (registry alias 'champion')",
     )
     p.set_defaults(func=_cli)
 

@@ -328,12 +328,16 @@ class AlignmentClassifier(pl.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        """Logs the loss and metrics; returns P(aligned) per frame (kept by
+        `tracking.best_validation_scores` for the best validation's figure)."""
         x, y = batch
         logits = self(x)
         self.log("val_loss", self.loss(logits, y.float()), prog_bar=True, sync_dist=True)
-        self.val_metrics.update(torch.sigmoid(logits), y.long())
+        scores = torch.sigmoid(logits)
+        self.val_metrics.update(scores, y.long())
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=False)
+        return scores
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -22,6 +22,7 @@ from barsalign.evaluate import (
     evaluate_scores,
     labelled_folder,
     score_paths,
+    track_evaluation,
     write_json,
 )
 from barsalign.inference import Predictor, card_path, check_model_path, load_predictor
@@ -180,10 +181,10 @@ def _evaluate_cli(args: argparse.Namespace) -> int:
         card = inputs[1] if inputs[1].is_file() else None
         given = "given" if args.threshold is not None else None
         source = given or ("model card" if card else "default 0.5")
-        run = tracking.log_evaluation(
-            Path(args.model),
-            data.root,
-            list(zip(data.paths, data.labels, strict=True)),
+        run = track_evaluation(
+            predictor,
+            data,
+            scores,
             {**m, "ms_per_frame": ms, "unreadable": len(bad)},
             source,
             [args.json, *([card] if card else [])],

@@ -4,11 +4,14 @@ The store is `MLFLOW_TRACKING_URI` when set (a team's `mlflow server`, with no c
 else a SQLite file in the repo (`mlflow.db`, artefacts in `mlartifacts/`, both git-ignored:
 MLflow's own defaults, so `.venv/bin/mlflow ui` from the repo root opens it). The experiment is
 `MLFLOW_EXPERIMENT_NAME`, else "barsalign". A training run logs through Lightning's
-`MLFlowLogger` beside the CSV: the resolved config as params, every logged step's metrics,
-then the summary, `config.yaml`, `metrics.csv`, `summary.json` and `curves.png`; its tags say
-the git commit and whether the tree was dirty, the data set (folder, frame count and a sha256 of
-the file list, sizes and labels) and the weights source. `barsalign runs` (barsalign.runs) lists
-them.
+`MLFlowLogger` beside the CSV (and TensorBoard event files in the run's `tb/`): the resolved
+config as params, every logged step's metrics, then the summary and the run folder's files
+(`RUN_ARTIFACTS`: config, metrics, summary, curves, the best validation's scores and figure);
+its tags say the git commit and whether the tree was dirty, the data set (folder, frame count,
+a sha256 of the file list, sizes and labels, and the renderer's look where it has one) and the
+weights source. An evaluation (`log_evaluation`) is a run of its own, linked to the training
+run it scored; exports live in `barsalign.registry`, and `barsalign runs` (barsalign.runs)
+lists and tabulates them all.
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ from barsalign.config import DATA_DIR, PROJ_ROOT, TRACKING_ARTIFACTS, TRACKING_D
 from barsalign.errors import BarsalignError
 
 DEFAULT_EXPERIMENT = "barsalign"
-REGISTERED_MODEL = "barsalign-aligned"
-"""The registry's name for exported aligned / not-aligned models (`barsalign export`)."""
-RUN_ARTIFACTS = ("config.yaml", "metrics.csv", "summary.json", "curves.png")
+HELDOUT_KEYS = ("f05", "f1", "accuracy", "precision", "recall", "auroc", "threshold")
+"""What an evaluation on unseen frames puts on the training run it scored, as `heldout_*`."""
+RUN_ARTIFACTS = (
+    "config.yaml",
+    "metrics.csv",
+    "summary.json",
+    "curves.png",
+    "val_scores.csv",
+    "val_panel.png",
+)
+TENSORBOARD_DIR = "tb"
+"""A run folder's TensorBoard event files (`tensorboard --logdir reports/runs` shows them all)."""
 
 
 def tracking_uri() -> str:
@@ -146,6 +158,23 @@ def data_identity(source: str | Path | None, prefix: str = "data") -> dict[str, 
     }
 
 
+def look_of(source: str | Path | None) -> str | None:
+    """The renderer's look a labelled set was rendered with (its set's `look.json` or
+    `synth_config.json`, one or two folders up), None for frames of your own."""
+    if source is None:
+        return None
+    source = Path(source)
+    folder = source if source.is_dir() else source.parent
+    for d in (folder, folder.parent):
+        for name in ("look.json", "synth_config.json"):
+            try:
+                found = json.loads((d / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            return str(found.get("look") or "default") if isinstance(found, dict) else None
+    return None
+
+
 def data_label(path: str) -> str:
     """A data folder as the runs table shows it: relative to `data/` when inside it."""
     p = Path(path)
@@ -167,7 +196,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _log_params(c: Any, run_id: str, params: dict[str, str]) -> None:
+def log_params(c: Any, run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, v) for k, v in params.items()]
@@ -175,7 +204,7 @@ def _log_params(c: Any, run_id: str, params: dict[str, str]) -> None:
         c.log_batch(run_id, params=items[i : i + 100])
 
 
-def _log_metrics(c: Any, run_id: str, values: dict[str, Any], step: int = 0) -> None:
+def log_metrics(c: Any, run_id: str, values: dict[str, Any], step: int = 0) -> None:
     import time
 
     from mlflow.entities import Metric
@@ -208,7 +237,7 @@ def start_training(cfg: Any, run_dir: Path) -> Any:
             from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 
             flat = _flatten_dict(_convert_params(params))
-            _log_params(
+            log_params(
                 self.experiment, self.run_id, {f"model.{k}": str(v) for k, v in flat.items()}
             )
 
@@ -225,14 +254,86 @@ def start_training(cfg: Any, run_dir: Path) -> Any:
         **data_identity(cfg.data_dir),
         **data_identity(cfg.val_data_dir, "val_data"),
     }
+    look = look_of(cfg.data_dir)
+    if look:  # the renderer's look of the training frames: `barsalign runs --group look`
+        tags["look"] = look
     logger = _Logger(
         experiment_name=experiment_name(),
         run_name=run_dir.name,  # as the summary's "run" and the reports name it
         tracking_uri=tracking_uri(),
         tags=tags,
     )
-    _log_params(logger.experiment, logger.run_id, flatten(cfg.to_dict()))
+    log_params(logger.experiment, logger.run_id, flatten(cfg.to_dict()))
     return logger
+
+
+def tensorboard_logger(run_dir: Path) -> Any:
+    """Lightning's TensorBoard logger: the same per-step metrics as the CSV and MLflow, as
+    event files in `run_dir/tb/`, for those who read curves in TensorBoard."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(
+        str(run_dir), name="", version=TENSORBOARD_DIR, default_hp_metric=False
+    )
+
+
+def best_validation_scores() -> Any:
+    """A callback keeping the labels and scores of the best validation so far (highest
+    `val_f05`, as the best checkpoint is chosen); `write_validation` draws them. One process
+    only: under DDP each rank sees a shard, and nothing is kept."""
+    import lightning.pytorch as pl
+    import numpy as np
+    import torch
+
+    class BestValidationScores(pl.Callback):
+        def __init__(self) -> None:
+            self.best = -np.inf
+            self.labels: np.ndarray | None = None
+            self.scores: np.ndarray | None = None
+            self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+            self._batches = []
+
+        def on_validation_batch_end(
+            self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any
+        ) -> None:
+            if trainer.world_size == 1 and isinstance(outputs, torch.Tensor):
+                self._batches.append((batch[1].detach().cpu(), outputs.detach().float().cpu()))
+
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+            f05 = trainer.callback_metrics.get("val_f05")
+            if trainer.sanity_checking or f05 is None or not self._batches:
+                return
+            if float(f05) > self.best:  # strictly better, as ModelCheckpoint keeps "best"
+                self.best = float(f05)
+                self.labels = torch.cat([y for y, _ in self._batches]).numpy().astype(int)
+                self.scores = torch.cat([s for _, s in self._batches]).numpy().reshape(-1)
+
+    return BestValidationScores()
+
+
+def write_validation(kept: Any, run_dir: Path, title: str) -> list[Path]:
+    """The best validation's scores (`val_scores.csv`: label, score) and its figure
+    (`val_panel.png`: confusion at 0.5, precision-recall, scores, reliability) in the run
+    folder; nothing when no validation was kept."""
+    if kept.scores is None:
+        return []
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from barsalign.metrics import threshold_max_fbeta
+    from barsalign.plots import model_panel
+
+    table = run_dir / "val_scores.csv"
+    pd.DataFrame({"label": kept.labels, "score": kept.scores}).to_csv(table, index=False)
+    best_t = threshold_max_fbeta(kept.labels, kept.scores, beta=0.5)[0]
+    fig = model_panel(
+        kept.labels, kept.scores, 0.5, f"{title}: best validation", {"max F0.5": best_t}
+    )
+    fig.savefig(run_dir / "val_panel.png", dpi=90)
+    plt.close(fig)
+    return [table, run_dir / "val_panel.png"]
 
 
 def finish_training(logger: Any, run_dir: Path, summary: dict[str, Any]) -> None:
@@ -243,9 +344,9 @@ def finish_training(logger: Any, run_dir: Path, summary: dict[str, Any]) -> None
 
     c, run_id = logger.experiment, logger.run_id
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    _log_params(c, run_id, flatten(resolved))
+    log_params(c, run_id, flatten(resolved))
     c.set_tag(run_id, "weights_source", str(resolved.get("weights_source", "")))
-    _log_metrics(c, run_id, {f"summary.{k}": v for k, v in summary.items()})
+    log_metrics(c, run_id, {f"summary.{k}": v for k, v in summary.items()})
     for name in RUN_ARTIFACTS:
         if (run_dir / name).is_file():
             c.log_artifact(run_id, str(run_dir / name))
@@ -262,8 +363,20 @@ def find_training_run(c: Any, run_dir: Path) -> Any:
     return runs[0] if runs else None
 
 
-def _checkpoint_run_dir(model: Path) -> Path | None:
+def log_to_training_run(run_dir: Path, values: dict[str, Any]) -> str | None:
+    """Add metrics to the tracked training run that wrote `run_dir`; its id, None if none."""
+    c = client()
+    run = find_training_run(c, run_dir)
+    if run is None:
+        return None
+    log_metrics(c, run.info.run_id, values)
+    return str(run.info.run_id)
+
+
+def checkpoint_run_dir(model: Path) -> Path | None:
     """The training run folder a checkpoint (or an export, through its card) came from."""
+    if not model.name:
+        return None
     if model.suffix != ".ckpt":
         from barsalign.inference import card_path
 
@@ -278,7 +391,7 @@ def _checkpoint_run_dir(model: Path) -> Path | None:
     return model.parent.parent if model.parent.name == "checkpoints" else model.parent
 
 
-def _log_files(c: Any, run_id: str, files: Sequence[Path], artifact_path: str | None) -> None:
+def log_files(c: Any, run_id: str, files: Sequence[Path], artifact_path: str | None) -> None:
     for f in files:
         if f.is_dir():  # a CoreML package
             c.log_artifacts(
@@ -295,31 +408,37 @@ def log_evaluation(
     metrics: dict[str, Any],
     threshold_source: str,
     files: Sequence[Path] = (),
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """An MLflow run for one evaluation (`barsalign evaluate`): its metrics, threshold, data
-    and files; the training run it scores gets `heldout_*` metrics unless the frames are its
-    own training or validation set. Returns the run id and the training run's id (or None).
+    """An MLflow run for one evaluation (`barsalign evaluate`, 05): its metrics, threshold,
+    data and files; the training run it scores gets `heldout_*` metrics unless the frames are
+    its own training or validation set. Returns the run id and the training run's id (or None).
 
     Args:
         items: the (path, label) pairs scored, for the data set's `data_hash`.
-        files: logged as artefacts (the evaluation JSON, an export's model card).
+        files: logged as artefacts (figures, per-frame scores, an export's model card).
+        name: the model's name in the run's name (default: its run folder or file).
     """
     c = client()
     eid = experiment_id(c)
-    run_dir = _checkpoint_run_dir(model)
+    run_dir = checkpoint_run_dir(model)
     trained = find_training_run(c, run_dir) if run_dir is not None else None
     data_tags = {
         "data_dir": str(data_root.resolve()),
         "data_frames": str(len(items)),
         "data_sha256": data_hash(data_root, items),
     }
+    look = look_of(data_root)
+    if look:
+        data_tags["look"] = look
     tags = {"kind": "evaluate", "model": str(model.resolve()), **git_state(), **data_tags}
     if trained is not None:
         tags["trained_run_id"] = trained.info.run_id
-    run_name = f"evaluate {run_dir.name if run_dir else model.stem} on {data_label(str(data_root))}"
+    label = run_dir.name if run_dir else (name or model.stem)
+    run_name = f"evaluate {label} on {data_label(str(data_root))}"
     run = c.create_run(eid, run_name=run_name, tags=tags)
     run_id = run.info.run_id
-    _log_params(
+    log_params(
         c,
         run_id,
         {
@@ -329,111 +448,29 @@ def log_evaluation(
             "precision_target": str(metrics.get("precision_target")),
         },
     )
-    _log_metrics(c, run_id, metrics)
-    _log_files(c, run_id, files, None)
+    log_metrics(c, run_id, metrics)
+    log_files(c, run_id, files, None)
     c.set_terminated(run_id)
     heldout = trained is not None and data_tags["data_sha256"] not in (
         trained.data.tags.get("data_sha256"),
         trained.data.tags.get("val_data_sha256"),
     )
     if heldout:
-        keys = ("f05", "f1", "accuracy", "precision", "recall", "auroc", "threshold")
-        _log_metrics(c, trained.info.run_id, {f"heldout_{k}": metrics.get(k) for k in keys})
+        held = {f"heldout_{k}": metrics.get(k) for k in HELDOUT_KEYS}
+        log_metrics(c, trained.info.run_id, held)
         c.set_tag(trained.info.run_id, "heldout_data", data_tags["data_dir"])
         c.set_tag(trained.info.run_id, "heldout_run_id", run_id)
     return {"run_id": run_id, "trained_run_id": trained.info.run_id if heldout else None}
 
 
-def log_export(summary: dict[str, Any]) -> dict[str, Any]:
-    """An MLflow run for one export (`barsalign export`) holding the model files and their
-    cards, registered as a new version of `REGISTERED_MODEL` with the card, the threshold and
-    the metrics behind it as tags. Returns the run id, the model name and the version."""
-    exported = {f: r for f, r in summary["formats"].items() if r.get("status") == "exported"}
-    if not exported:
-        raise BarsalignError("nothing was exported: no model to register")
-    cards = {
-        f: json.loads(Path(r["card"]).read_text(encoding="utf-8")) for f, r in exported.items()
-    }
-    card = next(iter(cards.values()))
-    c = client()
-    eid = experiment_id(c)
-    ckpt = Path(summary["checkpoint"])
-    run_dir = _checkpoint_run_dir(ckpt)
-    trained = find_training_run(c, run_dir) if run_dir is not None else None
-    tags = {"kind": "export", "checkpoint": str(ckpt.resolve()), **git_state()}
-    if trained is not None:
-        tags["trained_run_id"] = trained.info.run_id
-    run = c.create_run(eid, run_name=f"export {card.get('run', ckpt.stem)}", tags=tags)
-    run_id = run.info.run_id
-    source = card.get("metrics", {}).get("source", "")
-    params = {
-        "checkpoint": str(ckpt),
-        "threshold": str(summary["threshold"]),
-        "threshold_source": str(summary["threshold_source"]),
-        "formats": ",".join(exported),
-        "backbone": str(card["backbone"]),
-        "image_size": str(card["image_size"]),
-        "metrics_source": str(source),
-    }
-    _log_params(c, run_id, params)
-    parity = {
-        f"{f}.{k}": v
-        for f, r in exported.items()
-        for k, v in r.items()
-        if k in ("max_abs_logit_diff", "labels_differ", "deployed_max_abs_logit_diff")
-    }
-    card_metrics = {f"card.{k}": v for k, v in card.get("metrics", {}).items()}
-    _log_metrics(c, run_id, {"threshold": summary["threshold"], **parity, **card_metrics})
-    files = [Path(r["path"]) for r in exported.values()] + [
-        Path(r["card"]) for r in exported.values()
-    ]
-    _log_files(c, run_id, files, "model")
-    c.set_terminated(run_id)
-
-    from mlflow.exceptions import MlflowException
-
-    try:
-        c.get_registered_model(REGISTERED_MODEL)
-    except MlflowException:
-        c.create_registered_model(
-            REGISTERED_MODEL,
-            description="Bars aligned / not aligned at the stopper: each version is one "
-            "`barsalign export`, its model files and cards under model/.",
-        )
-    version_tags = {
-        "threshold": str(summary["threshold"]),
-        "threshold_source": str(summary["threshold_source"]),
-        "backbone": str(card["backbone"]),
-        "image_size": str(card["image_size"]),
-        "metrics_source": str(source),
-        **{f"{f}_sha256": str(cd["model_sha256"]) for f, cd in cards.items()},
-        **{
-            f"metric.{k}": str(v)
-            for k, v in card.get("metrics", {}).items()
-            if isinstance(v, numbers.Real) and not isinstance(v, bool)
-        },
-    }
-    text = json.dumps(card, indent=1)
-    if len(text) <= 8000:  # MLflow's longest tag value
-        version_tags["card"] = text
-    version = c.create_model_version(
-        REGISTERED_MODEL,
-        source=f"runs:/{run_id}/model",
-        run_id=run_id,
-        tags=version_tags,
-        description=f"{card['backbone']} at {card['image_size']} px from {ckpt}, threshold "
-        f"{summary['threshold']:.4f} ({summary['threshold_source']})",
-    )
-    return {"run_id": run_id, "model": REGISTERED_MODEL, "version": int(version.version)}
-
-
 __all__ = [
-    "REGISTERED_MODEL",
+    "HELDOUT_KEYS",
     "client",
     "data_hash",
+    "find_training_run",
     "finish_training",
     "log_evaluation",
-    "log_export",
+    "log_to_training_run",
     "start_training",
     "tracking_uri",
 ]

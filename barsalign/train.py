@@ -2,8 +2,10 @@
 
 A run writes `reports/runs/<run>/`: `config.yaml` (the resolved config), `metrics.csv` (one row
 per epoch), `checkpoints/best.ckpt` (by validation F0.5) and `checkpoints/last.ckpt`,
-`curves.png` and `summary.json` (one line). The Trainer's accelerator, devices, strategy,
-num_nodes and precision are parameters, so the same run goes from a laptop CPU to DDP on GPUs.
+`curves.png`, the best validation's `val_scores.csv` and `val_panel.png`, TensorBoard event
+files in `tb/` and `summary.json` (one line); and an MLflow run (`barsalign.tracking`). The
+Trainer's accelerator, devices, strategy, num_nodes and precision are parameters, so the same
+run goes from a laptop CPU to DDP on GPUs.
 """
 
 from __future__ import annotations
@@ -583,13 +585,15 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [ckpt, _epoch_clock()]
+    kept = tracking.best_validation_scores()  # for the best validation's figure
+    callbacks: list[Any] = [ckpt, _epoch_clock(), kept]
     if cfg.freeze_backbone:
         callbacks.append(StagedUnfreeze(cfg.unfreeze_at_epoch))
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping("val_f05", mode="max", patience=cfg.early_stopping_patience))
     logger = CSVLogger(str(run_dir), name="", version="logs")
-    tracker = tracking.start_training(cfg, run_dir)  # MLflow beside the CSV; None: off
+    loggers = [logger, tracking.tensorboard_logger(run_dir)]  # TensorBoard in RUN/tb/
+    tracker = tracking.start_training(cfg, run_dir)  # MLflow beside them; None: off
     steps = plan.steps if plan else cfg.max_steps
     trainer = pl.Trainer(
         max_steps=steps or -1,
@@ -603,7 +607,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,
         callbacks=callbacks,
-        logger=[logger, tracker] if tracker else logger,
+        logger=[*loggers, tracker] if tracker else loggers,
         default_root_dir=str(run_dir),
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -614,6 +618,8 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("best.ckpt", "last.ckpt"):
             (run_dir / "checkpoints" / stale).unlink(missing_ok=True)
+        for stale in (run_dir / tracking.TENSORBOARD_DIR).glob("events.out.tfevents.*"):
+            stale.unlink()  # a replaced run's curves would mix with the new ones
         resolved = {**cfg.to_dict(), "weights_source": model.weights_source}
         if preprocess is not None:
             resolved["preprocess"] = preprocess
@@ -638,6 +644,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     table = epoch_table(Path(logger.log_dir) / "metrics.csv")
     table.to_csv(run_dir / "metrics.csv", index=False)
     plot_curves(table, run_dir / "curves.png")
+    tracking.write_validation(kept, run_dir, run_dir.name)
     best_path = Path(ckpt.best_model_path) if ckpt.best_model_path else None
     best = table.loc[table["val_f05"].idxmax()] if "val_f05" in table else None
     n_train = int(getattr(datamodule, "n_train", 0) or 0)

@@ -13,10 +13,13 @@ recording sessions; `--n-train 1200` renders `data/looks/NAME_1200`), then:
   edge image) is fitted on the same training frames and scored on the same test split.
 
 The table has one row per look and seed and a mean row; recipes are decided on that mean,
-never on one look. `--json` keeps the rows.
+never on one look. `--json` keeps the rows. Each run is tracked (MLflow, tagged with its look),
+with its held-out and the baseline's scores on it, so `barsalign runs --markdown --group look
+--filter "tags.run_dir LIKE '%/looks/%'"` gives the same table from the tracker.
 
 Run: .venv/bin/python benchmarks/looks.py [--looks default top_down ...] [--seeds 1]
          [--n-train 300] [--set key=value ...] [--out reports/looks] [--json rows.json]
+         [--sets-dir data/looks]
 """
 
 from __future__ import annotations
@@ -68,16 +71,17 @@ def metrics(labels: Any, scores: Any) -> dict[str, float]:
     return {"f05": float(m["f05"]), "auroc": float(m["auroc"])}
 
 
-def held_out(checkpoint: Path, test: Path) -> dict[str, float]:
-    """A checkpoint's metrics on a labelled folder (every frame must read)."""
-    from barsalign.evaluate import labelled_folder, score_paths
-    from barsalign.inference import load_predictor
+def held_out(checkpoint: Path, test: Path, tracking: bool = True) -> dict[str, float]:
+    """A checkpoint's F0.5 at 0.5 and AUROC on a labelled folder (every frame must read);
+    with `tracking` an MLflow evaluation run, its numbers on the training run (`heldout_*`)."""
+    from barsalign.evaluate import evaluate_scorer, labelled_folder, load_scorer
 
-    data = labelled_folder(test)
-    scores, bad, _ = score_paths(load_predictor(checkpoint), data.paths)
-    if bad:
-        raise BarsalignError(f"{test}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
-    return metrics(data.labels, scores)
+    row, _ = evaluate_scorer(
+        load_scorer(checkpoint), labelled_folder(test), latency_frames=1, tracking=tracking
+    )
+    if row["unreadable"]:
+        raise BarsalignError(f"{test}: {row['unreadable']} unreadable frame(s)")
+    return {"f05": float(row["f05"]), "auroc": float(row["auroc"])}
 
 
 def baseline(train: Path, test: Path) -> dict[str, float]:
@@ -94,11 +98,20 @@ def baseline(train: Path, test: Path) -> dict[str, float]:
     return metrics(data.labels, model.scores([read_image(p) for p in data.paths]))
 
 
-def run_look(look: str, seed: int, n_train: int, settings: dict[str, Any], out: Path) -> dict:
-    """One row: the default recipe on `look` with `seed`, and the baseline beside it."""
+def run_look(
+    look: str,
+    seed: int,
+    n_train: int,
+    settings: dict[str, Any],
+    out: Path,
+    sets_dir: Path = LOOKS_DIR,
+) -> dict:
+    """One row: the default recipe on `look` with `seed`, and the baseline beside it; both
+    held-out scores also go on the tracked training run (tagged with the look)."""
+    from barsalign import tracking
     from barsalign.train import FinetuneConfig, run_training
 
-    sets = look_sets(look, n_train)
+    sets = look_sets(look, n_train, sets_dir)
     run = out / f"{look}_{n_train}_s{seed}"
     params = {"data_dir": str(sets / "train"), "val_data_dir": str(sets / "val"), "seed": seed}
     params |= {"run_dir": str(run), "run_name": run.name, "overwrite": True, **settings}
@@ -107,8 +120,13 @@ def run_look(look: str, seed: int, n_train: int, settings: dict[str, Any], out: 
     started = time.perf_counter()
     summary = run_training(FinetuneConfig(**params))
     minutes = (time.perf_counter() - started) / 60  # region proposal and caching included
-    test = held_out(run / "checkpoints" / "best.ckpt", sets / "test")
+    tracked = bool(params.get("tracking", True))
+    test = held_out(run / "checkpoints" / "best.ckpt", sets / "test", tracked)
     base = baseline(sets / "train", sets / "test")
+    if tracked:  # `barsalign runs --markdown --group look` gives this table from the tracker
+        tracking.log_to_training_run(
+            run, {"baseline.heldout_f05": base["f05"], "baseline.heldout_auroc": base["auroc"]}
+        )
     row = {
         "look": look,
         "seed": seed,
@@ -147,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], help="key=value: a recipe setting")
     ap.add_argument("--out", type=Path, default=REPORTS_DIR / "looks", help="run folders")
     ap.add_argument("--json", type=Path, help="write the rows here too")
+    ap.add_argument(
+        "--sets-dir", type=Path, default=LOOKS_DIR, help="where the looks' sets are rendered"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -160,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise BarsalignError(f"--set {item!r}: expected key=value")
             settings[key.strip()] = yaml.safe_load(value)
         rows = [
-            run_look(look, seed, args.n_train, settings, args.out)
+            run_look(look, seed, args.n_train, settings, args.out, args.sets_dir)
             for look in args.looks
             for seed in range(args.seeds)
         ]

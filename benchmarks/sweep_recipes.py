@@ -55,15 +55,15 @@ def parse_recipe(text: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), parse_settings(rest, f"recipe {name.strip()!r}")
 
 
-def held_out_f05(checkpoint: Path, data: Any) -> float:
-    """F0.5 at 0.5 of a checkpoint on a labelled set (`evaluate.LabelledSet`)."""
-    from barsalign.evaluate import evaluate_scores, score_paths
-    from barsalign.inference import load_predictor
+def held_out_f05(checkpoint: Path, data: Any, tracking: bool = True) -> float:
+    """F0.5 at 0.5 of a checkpoint on a labelled set (`evaluate.LabelledSet`); with
+    `tracking` an MLflow evaluation run, its F0.5 on the training run (`heldout_f05`)."""
+    from barsalign.evaluate import evaluate_scorer, load_scorer
 
-    scores, bad, _ = score_paths(load_predictor(checkpoint), data.paths)
-    if bad:
-        raise BarsalignError(f"{data.root}: {len(bad)} unreadable frame(s), e.g. {bad[0][1]}")
-    return float(evaluate_scores(data.labels, scores)["f05"])
+    row, _ = evaluate_scorer(load_scorer(checkpoint), data, latency_frames=1, tracking=tracking)
+    if row["unreadable"]:
+        raise BarsalignError(f"{data.root}: {row['unreadable']} unreadable frame(s)")
+    return float(row["f05"])
 
 
 def sweep(
@@ -87,7 +87,8 @@ def sweep(
             minutes.append(float(summary["seconds"]) / 60.0)
             said = f"  {name} seed {seed}: F0.5 {scores[-1]:.3f}"
             if held_out is not None:
-                held.append(held_out_f05(run / "checkpoints" / "best.ckpt", held_out))
+                ckpt = run / "checkpoints" / "best.ckpt"
+                held.append(held_out_f05(ckpt, held_out, bool(params.get("tracking", True))))
                 said += f", held-out {held[-1]:.3f}"
             print(said, file=sys.stderr, flush=True)
         row = {

@@ -163,7 +163,8 @@ def test_evaluate_row_and_error_rates_from_synthetic_truth(
 ) -> None:
     data = labelled_folder(synth_small)
     assert data.root.name == "example_set" and all(m is not None for m in data.meta)
-    row, frames = evaluate_scorer(load_predictor(tiny_checkpoint), data, latency_frames=2)
+    scorer = load_predictor(tiny_checkpoint)  # tracked: tests/test_tracking.py
+    row, frames = evaluate_scorer(scorer, data, latency_frames=2, tracking=False)
     assert row["n"] == len(data.paths) and row["checkpoint_mb"] > 0 and row["latency_ms"] > 0
     assert 0.0 <= row["threshold_f05"] <= 1.0
     rates = error_rates(frames)

@@ -257,6 +257,8 @@ def nbval_session(
         "failures": failures,
         "missing": missing,
         "checksums": checksums,
+        "work": work,
+        "synth": synth_small,
     }
 
 
@@ -283,6 +285,46 @@ def test_an_altered_reference_fails_with_nbvals_diff(nbval_session: dict[str, An
     stored = re.findall(r"^\s*\+ .*?([0-9a-f]{6,})$", diff, re.M)
     assert fresh and old.endswith(fresh[0]), f"the diff shows the computed checksum: {diff}"
     assert stored and new.endswith(stored[0]), f"and the altered reference: {diff}"
+
+
+@pytest.mark.slow
+def test_the_notebooks_leave_their_runs_in_the_tracker(
+    nbval_session: dict[str, Any], capsys
+) -> None:
+    """What `make demo` leaves in MLflow, with the small parameters: 04's training, 05's
+    evaluation of each model (the baseline too), 06's export and its registered version."""
+    from mlflow import MlflowClient
+
+    from barsalign.cli import main
+    from barsalign.registry import REGISTERED_MODEL
+
+    c = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])  # the session's store (conftest.py)
+    experiment = c.get_experiment_by_name("barsalign").experiment_id
+    work = nbval_session["work"]
+    trained_dir = (work / "out" / "04_finetune").resolve()
+    (trained,) = c.search_runs(
+        [experiment], f"tags.kind = 'train' and tags.run_dir = '{trained_dir}'"
+    )
+    assert trained.info.status == "FINISHED"
+    assert trained.data.params["backbone"] == "mobilenetv3_large_100"
+    assert "summary.best_f05" in trained.data.metrics
+    tiny = (work / "runs" / "tiny" / "checkpoints" / "best.ckpt").resolve()
+    baseline = (work / "out" / "05_evaluate" / "baseline.pkl").resolve()
+    held = (nbval_session["synth"] / "example_set").resolve()
+    for model in (tiny, baseline):
+        evaluations = c.search_runs(
+            [experiment],
+            f"tags.kind = 'evaluate' and tags.model = '{model}' and tags.data_dir = '{held}'",
+        )
+        assert evaluations, f"05 evaluated {model.name}: no MLflow run"
+        assert {a.path for a in c.list_artifacts(evaluations[0].info.run_id)} >= {"panel.png"}
+    exports = c.search_runs([experiment], f"tags.kind = 'export' and tags.checkpoint = '{tiny}'")
+    assert exports, "06's export: no MLflow run"
+    versions = c.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert exports[0].info.run_id in {v.run_id for v in versions}
+    capsys.readouterr()
+    assert main(["runs", "--filter", f"tags.run_dir = '{trained_dir}'"]) == 0
+    assert trained.info.run_id in capsys.readouterr().out
 
 
 def test_every_notebook_marks_its_contract_and_stores_only_that() -> None:
