@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import io
 import math
 import random
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from barsalign.cache import DEFAULT_CACHE, FrameCache
 from barsalign.errors import BarsalignError
 from barsalign.labelstore import read_text_file
 from barsalign.outputs import atomic_write_text, check_output_file
@@ -84,13 +86,17 @@ class SuspectConfig:
                 raise BarsalignError(msg)
 
 
-def region_features(items: Sequence[Item], cfg: SuspectConfig) -> tuple[np.ndarray, Any, str]:
-    """Pooled frozen-backbone features of every frame's region [N, C] (mean and max over the
-    last feature map), the region used and why."""
+def region_features(
+    items: Sequence[Item], cfg: SuspectConfig, cache_dir: str | Path | None = DEFAULT_CACHE
+) -> tuple[np.ndarray, Any, str]:
+    """Pooled frozen-backbone features of every frame's region [N, 2C] (mean and max over the
+    last feature map), the region used and why. Each frame's features are kept in the frame
+    cache (`barsalign.cache`) by content hash, backbone and preprocessing, so a second look at
+    the same frames costs no network pass."""
     import torch
 
     from barsalign.model import create_backbone, data_config
-    from barsalign.preprocess import PreprocessConfig, preprocess, read_image, to_tensor
+    from barsalign.preprocess import PreprocessConfig, decode_image, preprocess, to_tensor
 
     roi, why = cfg.roi, "given" if cfg.roi is not None else "whole frame"
     if roi == "auto":
@@ -98,22 +104,40 @@ def region_features(items: Sequence[Item], cfg: SuspectConfig) -> tuple[np.ndarr
 
         proposal = propose_roi([(it.path, it.label) for it in items], seed=cfg.seed)
         roi, why = proposal.roi, f"proposed: {proposal.reason}"
-    model, _ = create_backbone(cfg.backbone)
-    model.eval()
-    dc = data_config(model, cfg.image_size)
     pcfg = PreprocessConfig(target_size=cfg.image_size, mode="none", roi=roi, mask_left=False)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(items), cfg.batch_size):
-            x = torch.stack(
-                [
-                    to_tensor(preprocess(read_image(it.path), pcfg), dc)
-                    for it in items[i : i + cfg.batch_size]
-                ]
-            )
-            fmap = model.forward_features(x)
-            out.append(torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy())
-    return np.concatenate(out), roi, why
+    key = f"features:{cfg.backbone}:{pcfg.key()}"
+    cache = FrameCache(cache_dir)
+    data = {}
+    for it in items:
+        try:
+            data[it.path] = Path(it.path).read_bytes()
+        except OSError as err:
+            raise BarsalignError(f"{it.path}: cannot read ({err.strerror or err})") from None
+    digests = [hashlib.blake2b(data[it.path], digest_size=20).hexdigest() for it in items]
+    feats: list[np.ndarray | None] = [cache.get(d, key) for d in digests]
+    todo = [i for i, f in enumerate(feats) if f is None]
+    if todo:
+        model, _ = create_backbone(cfg.backbone)
+        model.eval()
+        dc = data_config(model, cfg.image_size)
+        with torch.inference_mode():
+            for start in range(0, len(todo), cfg.batch_size):
+                batch = todo[start : start + cfg.batch_size]
+                x = torch.stack(
+                    [
+                        to_tensor(
+                            preprocess(decode_image(data[items[i].path], str(items[i].path)), pcfg),
+                            dc,
+                        )
+                        for i in batch
+                    ]
+                )
+                fmap = model.forward_features(x)
+                pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
+                for i, f in zip(batch, pooled, strict=True):
+                    feats[i] = f
+                    cache.put(digests[i], key, f)
+    return np.stack(feats), roi, why
 
 
 def fold_groups(labels: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> np.ndarray:
@@ -132,23 +156,29 @@ def fold_groups(labels: np.ndarray, groups: Sequence[str], folds: int, seed: int
     return fold
 
 
-def out_of_fold_scores(
-    features: np.ndarray, labels: np.ndarray, fold: np.ndarray, C: float = 0.1
-) -> np.ndarray:
-    """P(aligned) of each frame from a logistic regression fitted on the other folds."""
+def fit_probe(features: np.ndarray, labels: np.ndarray, C: float = 0.1) -> Any:
+    """Standardised features → class-balanced logistic regression (scikit-learn pipeline)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+    ).fit(features, labels)
+
+
+def out_of_fold_scores(
+    features: np.ndarray, labels: np.ndarray, fold: np.ndarray, C: float = 0.1
+) -> np.ndarray:
+    """P(aligned) of each frame from a probe fitted on the other folds."""
     scores = np.full(len(labels), np.nan)
     for k in np.unique(fold):
         train, test = fold != k, fold == k
         if len(set(labels[train].tolist())) < 2:
             raise BarsalignError(f"fold {k}: the other folds hold one class only; label more")
-        probe = make_pipeline(
-            StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
-        ).fit(features[train], labels[train])
-        scores[test] = probe.predict_proba(features[test])[:, 1]
+        scores[test] = fit_probe(features[train], labels[train], C).predict_proba(features[test])[
+            :, 1
+        ]
     return scores
 
 
@@ -203,11 +233,18 @@ def synthetic_truth(paths: Sequence[Path | str]) -> dict[str, int]:
 
 def find_suspects(source: str | Path, cfg: SuspectConfig | None = None) -> pd.DataFrame:
     """The ranked suspects table of the labelled frames at `source` (a folder layout, the
-    labeler's class files or a CSV path,label: `data.load_labels`)."""
+    labeler's class files or a CSV path,label: `data.load_labels`); `attrs["roi"]` holds the
+    region the features came from."""
     from barsalign.data import load_labels
 
-    cfg = cfg or SuspectConfig()
-    items = load_labels(source)
+    return suspects_of(load_labels(source), cfg or SuspectConfig(), str(source))[0]
+
+
+def suspects_of(
+    items: Sequence[Item], cfg: SuspectConfig, source: str = "the labels"
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`find_suspects` of labelled items, and their region features (for a caller that fits
+    more on them)."""
     labels = np.array([it.label for it in items])
     if min(labels.sum(), len(labels) - labels.sum()) < cfg.folds:
         raise BarsalignError(
@@ -220,7 +257,7 @@ def find_suspects(source: str | Path, cfg: SuspectConfig | None = None) -> pd.Da
     paths = [str(it.path) for it in items]
     df = rank_suspects(paths, labels, scores, synthetic_truth(paths))
     df.attrs["roi"] = roi
-    return df
+    return df, features
 
 
 def write_suspects(df: pd.DataFrame, path: str | Path) -> Path:
