@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         region = dataclasses.replace(cfg, roi=df.attrs["roi"])
         held_features = region_features(held_items, region)[0]
         f05 = {k: probe_f05(features, v, held_features, held.labels) for k, v in labellings.items()}
-    else:
-        f05 = {k: finetune_f05(v, k, base, out, held) for k, v in labellings.items()}
+    else:  # the suspects' region for all three, unless --set roi=... says otherwise
+        region = {"roi": list(df.attrs["roi"]) if df.attrs["roi"] else None, **base}
+        f05 = {k: finetune_f05(v, k, region, out, held) for k, v in labellings.items()}
     wrong = {
         k: sum(a.label != t.label for a, t in zip(v, truth, strict=True))
         for k, v in labellings.items()

@@ -85,11 +85,9 @@ def _suspects_csv(path: Path, rows: list[tuple[int, str, float, bool]]) -> Path:
     """A suspects file as `barsalign suspects` writes it (rank, path, score, suspect, ...)."""
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            ["rank", "path", "label", "score", "label_quality", "suspect", "truth", "truth_confirms"]
-        )
+        w.writerow(["rank", "path", "label", "score", "label_quality", "suspect"])
         for rank, p, score, flagged in rows:
-            w.writerow([rank, p, "aligned", score, score, flagged, "", ""])
+            w.writerow([rank, p, "aligned", score, score, flagged])
     return path
 
 
