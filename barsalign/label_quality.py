@@ -107,13 +107,7 @@ def region_features(
     pcfg = PreprocessConfig(target_size=cfg.image_size, mode="none", roi=roi, mask_left=False)
     key = f"features:{cfg.backbone}:{pcfg.key()}"
     cache = FrameCache(cache_dir)
-    data = {}
-    for it in items:
-        try:
-            data[it.path] = Path(it.path).read_bytes()
-        except OSError as err:
-            raise BarsalignError(f"{it.path}: cannot read ({err.strerror or err})") from None
-    digests = [hashlib.blake2b(data[it.path], digest_size=20).hexdigest() for it in items]
+    digests = [hashlib.blake2b(_read(it.path), digest_size=20).hexdigest() for it in items]
     feats: list[np.ndarray | None] = [cache.get(d, key) for d in digests]
     todo = [i for i, f in enumerate(feats) if f is None]
     if todo:
@@ -123,21 +117,21 @@ def region_features(
         with torch.inference_mode():
             for start in range(0, len(todo), cfg.batch_size):
                 batch = todo[start : start + cfg.batch_size]
-                x = torch.stack(
-                    [
-                        to_tensor(
-                            preprocess(decode_image(data[items[i].path], str(items[i].path)), pcfg),
-                            dc,
-                        )
-                        for i in batch
-                    ]
-                )
+                frames = [decode_image(_read(items[i].path), str(items[i].path)) for i in batch]
+                x = torch.stack([to_tensor(preprocess(f, pcfg), dc) for f in frames])
                 fmap = model.forward_features(x)
                 pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
                 for i, f in zip(batch, pooled, strict=True):
                     feats[i] = f
                     cache.put(digests[i], key, f)
     return np.stack(feats), roi, why
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise BarsalignError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def fold_groups(labels: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> np.ndarray:
