@@ -20,7 +20,7 @@ from barsalign.label_quality import (
     write_labels_csv,
     write_suspects,
 )
-from barsalign.synth import SynthConfig, pool_labels, render_dataset
+from barsalign.synth import STOPPER_ROI, SynthConfig, pool_labels, render_dataset
 
 POOL = SynthConfig(
     seed=11, width=384, height=288, n_example=0, n_pool=120, n_clips=0, sequence_length=(1, 2)
@@ -55,19 +55,21 @@ def test_self_confidence_ranks_the_least_believed_label_first() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:frame .* is smaller than target_size")
 def test_flipped_labels_of_a_rendered_set_rank_high(pool: Path, tmp_path: Path) -> None:
+    """On 120 small frames the probe is weak (out-of-fold AUROC about 0.7), yet the top tenth of
+    suspects holds several times the flips a random order would put there."""
     truth = load_labels(pool)
     noisy, flipped = flip_labels(truth, 0.1, seed=0)
     assert len(flipped) == 12 and all(noisy[i].label != truth[i].label for i in flipped)
     labels = write_labels_csv(noisy, tmp_path / "noisy.csv")
-    df = find_suspects(labels, SuspectConfig(folds=4, image_size=160, roi=None))
+    df = find_suspects(labels, SuspectConfig(folds=4, image_size=160, roi=STOPPER_ROI))
     assert list(df.columns) == list(COLUMNS) and len(df) == len(truth)
     flips = {str(Path(truth[i].path).resolve()) for i in flipped}
     # the renderer's truth, read from metadata.jsonl, names exactly the flipped frames
     assert {p for p, c in zip(df["path"], df["truth_confirms"], strict=True) if c == "yes"} == flips
-    top = set(df["path"].head(24))  # the top 20 %: a random ranking holds 2.4 flips there
-    print(f"flips in the top 20 %: {len(flips & top)} of 12; flagged {int(df['suspect'].sum())}")
-    assert len(flips & top) >= 6
+    top = set(df["path"].head(12))  # the top 10 %: a random order holds 1.2 flips there
+    assert len(flips & top) >= 4, f"{len(flips & top)} of the 12 flips in the top 12"
     out = write_suspects(df, tmp_path / "suspects.csv")
     assert [p for p, _ in read_suspects(out)] == list(df.loc[df["suspect"], "path"])
 
