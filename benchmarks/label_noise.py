@@ -41,12 +41,14 @@ def relabelled(items: list[Any], truth: list[Any], paths: set[str]) -> list[Any]
     ]
 
 
-def probe_f05(features: np.ndarray, items: list[Any], held: np.ndarray, held_labels) -> float:
+def probe_f05(
+    features: np.ndarray, items: list[Any], held: np.ndarray, held_labels, C: float
+) -> float:
     """Held-out F0.5 at 0.5 of the probe fitted on all of `items`' labels."""
     from barsalign.evaluate import evaluate_scores
     from barsalign.label_quality import fit_probe
 
-    probe = fit_probe(features, np.array([it.label for it in items]))
+    probe = fit_probe(features, np.array([it.label for it in items]), C)
     return float(evaluate_scores(held_labels, probe.predict_proba(held)[:, 1])["f05"])
 
 
@@ -151,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         held_items = [Item(p, int(y), str(p)) for p, y in zip(held.paths, held.labels, strict=True)]
         region = dataclasses.replace(cfg, roi=df.attrs["roi"])
         held_features = region_features(held_items, region)[0]
-        f05 = {k: probe_f05(features, v, held_features, held.labels) for k, v in labellings.items()}
+        f05 = {
+            k: probe_f05(features, v, held_features, held.labels, cfg.C)
+            for k, v in labellings.items()
+        }
     else:  # the suspects' region for all three, unless --set roi=... says otherwise
         region = {"roi": list(df.attrs["roi"]) if df.attrs["roi"] else None, **base}
         f05 = {k: finetune_f05(v, k, region, out, held) for k, v in labellings.items()}

@@ -63,7 +63,7 @@ def test_flipped_labels_of_a_rendered_set_rank_high(pool: Path, tmp_path: Path) 
     noisy, flipped = flip_labels(truth, 0.1, seed=0)
     assert len(flipped) == 12 and all(noisy[i].label != truth[i].label for i in flipped)
     labels = write_labels_csv(noisy, tmp_path / "noisy.csv")
-    df = find_suspects(labels, SuspectConfig(folds=4, image_size=160, roi=STOPPER_ROI))
+    df = find_suspects(labels, SuspectConfig(folds=4, image_size=160, roi=STOPPER_ROI, C=0.1))
     assert list(df.columns) == list(COLUMNS) and len(df) == len(truth)
     flips = {str(Path(truth[i].path).resolve()) for i in flipped}
     # the renderer's truth, read from metadata.jsonl, names exactly the flipped frames
