@@ -47,6 +47,10 @@ COMMANDS: dict[str, Command] = {
         "watch a video, camera or stream and show aligned (green) / not aligned (red)",
     ),
     "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
+    "suspects": Command(
+        "barsalign.label_quality",
+        "rank labelled frames by how likely their label is wrong (cleanlab)",
+    ),
     "runs": Command("barsalign.runs", "list and compare tracked training runs (MLflow)"),
 }
 """Every subcommand in the order `barsalign --help` lists them."""

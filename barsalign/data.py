@@ -120,9 +120,9 @@ def read_folder_labels(folder: Path) -> list[tuple[Path, int]]:
     ]
 
 
-def _metadata_clips(paths: list[Path]) -> dict[Path, str]:
-    """clip_id per frame from the nearest metadata.jsonl above the frames (if any)."""
-    out: dict[Path, str] = {}
+def metadata_rows(paths: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Each frame's row (resolved path → dict) from the nearest metadata.jsonl above it."""
+    out: dict[Path, dict[str, Any]] = {}
     seen: set[Path] = set()
     for p in paths:
         for parent in list(p.resolve().parents)[:3]:
@@ -135,9 +135,18 @@ def _metadata_clips(paths: list[Path]) -> dict[Path, str]:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if "file" in row and row.get("clip_id") is not None:
-                    out[(parent / row["file"]).resolve()] = str(row["clip_id"])
+                if isinstance(row, dict) and "file" in row:
+                    out[(parent / row["file"]).resolve()] = row
     return out
+
+
+def _metadata_clips(paths: list[Path]) -> dict[Path, str]:
+    """clip_id per frame from the nearest metadata.jsonl above the frames (if any)."""
+    return {
+        p: str(row["clip_id"])
+        for p, row in metadata_rows(paths).items()
+        if row.get("clip_id") is not None
+    }
 
 
 def clip_group(path: Path, clips: dict[Path, str]) -> str:

@@ -54,10 +54,13 @@ def order_frames(
     order: str = "index",
     seed: int = 0,
     score: Callable[[list[str]], Sequence[float]] | None = None,
+    suspects: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[list[str], dict[str, float]]:
-    """Order frames: "index", "index_desc", "random" (seeded) or "uncertain" (score near 0.5 first).
+    """Order frames: "index", "index_desc", "random" (seeded), "uncertain" (score near 0.5
+    first) or "suspect" (the `suspects` first, in their rank order, then the rest by index).
 
-    `score` maps paths to P(aligned); returns the ordered paths and the scores (empty if unused).
+    `score` maps paths to P(aligned); `suspects` are (path, out-of-fold P(aligned)) pairs from
+    `label_quality.read_suspects`. Returns the ordered paths and the scores (empty if unused).
     """
     paths = [str(p) for p in paths]
 
@@ -75,7 +78,20 @@ def order_frames(
             raise BarsalignError("order 'uncertain' needs a scoring function (a checkpoint)")
         s = dict(zip(paths, (float(x) for x in score(paths)), strict=True))
         return sorted(paths, key=lambda p: abs(s[p] - 0.5)), s
-    raise BarsalignError(f"unknown order {order!r}; use index, index_desc, random or uncertain")
+    if order == "suspect":
+        if suspects is None:
+            raise BarsalignError(
+                "order 'suspect' needs a suspects file (`barsalign suspects --data DIR`)"
+            )
+        mine = {os.path.realpath(p): p for p in paths}
+        first = {
+            mine[r]: s for r, s in ((os.path.realpath(p), s) for p, s in suspects) if r in mine
+        }
+        rest = sorted((p for p in paths if p not in first), key=key)
+        return [*first, *rest], first
+    raise BarsalignError(
+        f"unknown order {order!r}; use index, index_desc, random, uncertain or suspect"
+    )
 
 
 def load_view(path: str, width: int = 640) -> bytes | None:
@@ -109,10 +125,29 @@ class Labeler:
         score: Callable[[list[str]], Sequence[float]] | None = None,
         width: int = 640,
         prefetch: int = 4,
+        suspects_file: str | Path | None = None,
     ) -> None:
+        """With order "suspect", the suspects in `suspects_file` (`barsalign suspects`) come
+        first, labelled already or not, so relabelling one is one key; a suspect labelled in
+        `store` after the file was written counts as reviewed and is not queued again."""
         self.store, self.width, self.prefetch = store, width, prefetch
-        todo = store.pending(in_range(images, start, end))
-        self.queue, self.scores = order_frames(todo, order, seed, score)
+        images = in_range(images, start, end)
+        todo = store.pending(images)
+        suspects = None
+        if order == "suspect" and suspects_file is not None:
+            from barsalign.label_quality import read_suspects
+
+            suspects = read_suspects(suspects_file)
+            written = Path(suspects_file).stat().st_mtime
+            reviewed = {
+                os.path.realpath(store.to_local(e["path"]))
+                for e in store.entries()
+                if e["action"] == "label" and float(e.get("t", 0)) > written
+            }
+            again = {os.path.realpath(p) for p, _ in suspects} - reviewed
+            pending = set(todo)
+            todo = [p for p in images if p in pending or os.path.realpath(p) in again]
+        self.queue, self.scores = order_frames(todo, order, seed, score, suspects)
         self.pos = 0
         self.history: list[str] = []
         self.counts = {c: 0 for c in (*CLASSES, "unreadable")}
@@ -402,6 +437,7 @@ class LabelConfig:
     local_prefix: str | None = None
     server_prefix: str | None = None
     order: str = "index"
+    suspects_file: str | None = None
     seed: int = 0
     n_frames: int = 40
     error_rate: float = 0.1
@@ -419,6 +455,10 @@ class LabelConfig:
             raise BarsalignError(f"start {self.start} is after end {self.end}")
         if (self.local_prefix is None) != (self.server_prefix is None):
             raise BarsalignError("give both local_prefix and server_prefix, or neither")
+        if self.order == "suspect" and self.suspects_file is None:
+            raise BarsalignError(
+                'order "suspect" needs suspects_file (written by `barsalign suspects --data DIR`)'
+            )
 
 
 def simulate(lab: Labeler, truth: dict[str, str], n: int, error_rate: float, seed: int = 0) -> int:

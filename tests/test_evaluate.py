@@ -240,3 +240,8 @@ def test_05_evaluate_notebook_table_thresholds_and_gallery(
     )
     assert (tmp_path / "panel_tiny.png").is_file()
     assert "error_rate" in out.read_text(), "error rates by scene, lighting and gap"
+    suspects = pd.read_csv(tmp_path / "suspects.csv")  # every training label checked, ranked
+    assert len(suspects) == len(labelled_folder(synth_small).paths)
+    assert list(suspects["rank"]) == list(range(1, len(suspects) + 1))
+    assert (suspects["truth_confirms"] == "no").all(), "the labels given are the renderer's truth"
+    assert f'suspects_file = \\"{tmp_path / "suspects.csv"}' in out.read_text(), "how to relabel"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from barsalign.cli import main
-from barsalign.labeler import Labeler, order_frames
+from barsalign.errors import BarsalignError
+from barsalign.labeler import LabelConfig, Labeler, order_frames
 from barsalign.labelstore import LabelStore, class_file, read_class_file
 
 
@@ -78,3 +79,71 @@ def test_cli_export_import(tmp_path: Path, frames: list[str], capsys) -> None:
     (tmp_path / "bad.csv").write_text("path,label\nx.jpg,maybe\n")
     assert main(["labels", "import", str(tmp_path / "bad.csv"), "--to", str(tmp_path / "l3")]) == 2
     assert "bad.csv:2" in capsys.readouterr().err
+
+
+def _suspects_csv(path: Path, rows: list[tuple[int, str, float, bool]]) -> Path:
+    """A suspects file as `barsalign suspects` writes it (rank, path, score, suspect, ...)."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "path", "label", "score", "label_quality", "suspect"])
+        for rank, p, score, flagged in rows:
+            w.writerow([rank, p, "aligned", score, score, flagged])
+    return path
+
+
+def test_order_suspect(frames: list[str]) -> None:
+    suspects = [(frames[6], 0.02), ("/elsewhere/img_00099.jpg", 0.01), (frames[2], 0.1)]
+    ordered, scores = order_frames(frames[::-1], "suspect", suspects=suspects)
+    assert ordered[:2] == [frames[6], frames[2]]  # rank order; a frame not offered is left out
+    assert ordered[2:] == [p for p in frames if p not in (frames[6], frames[2])]  # then by index
+    assert scores == {frames[6]: 0.02, frames[2]: 0.1}
+    with pytest.raises(BarsalignError, match="needs a suspects file"):
+        order_frames(frames, "suspect")
+
+
+def test_labeler_relabels_suspects_first(tmp_path: Path, frames: list[str]) -> None:
+    first = LabelStore(tmp_path / "labels", annotator="first")
+    for p in frames[:9]:
+        first.label(p, "aligned")
+    file = _suspects_csv(
+        tmp_path / "suspects.csv",
+        [(1, frames[6], 0.02, True), (2, frames[2], 0.1, True), (3, frames[4], 0.4, False)],
+    )
+    lab = Labeler(
+        frames, LabelStore(tmp_path / "labels", annotator="me"), "suspect", suspects_file=file
+    )
+    # the flagged suspects first although labelled, then the frames without a label
+    assert lab.queue == [frames[6], frames[2], frames[9], frames[10]]
+    lab.show()
+    assert "0.02" in lab._w["guess"].value  # the out-of-fold score is shown beside the frame
+    assert lab.press("ArrowLeft") == "not_aligned"  # one key relabels
+    assert read_class_file(class_file(tmp_path / "labels", "not_aligned")) == [frames[6]]
+    assert frames[6] not in read_class_file(class_file(tmp_path / "labels", "aligned"))
+    again = Labeler(
+        frames, LabelStore(tmp_path / "labels", annotator="me"), "suspect", suspects_file=file
+    )
+    assert again.queue[0] == frames[2]  # reviewed since the file was written: not again
+
+
+def test_labeler_suspects_file_errors(tmp_path: Path, frames: list[str]) -> None:
+    store = LabelStore(tmp_path / "labels")
+    bad = {
+        "missing.csv": (None, "does not exist: write it with `barsalign suspects"),
+        "labels.csv": ("path,label\n/a/img_00001.jpg,aligned\n", "not a suspects file"),
+        "scoreless.csv": (
+            "rank,path,score,suspect\n1,/a/img_00001.jpg,0.1,True\n2,/a/img_00002.jpg,x,True\n",
+            r"scoreless.csv:3: rank and score must be numbers",
+        ),
+        "flagless.csv": (
+            "rank,path,score,suspect\n1,/a/img_00001.jpg,0.1,yes\n",
+            r"flagless.csv:2: needs a path, a score and suspect True/False",
+        ),
+    }
+    for name, (text, message) in bad.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(BarsalignError, match=message) as err:
+            Labeler(frames, store, "suspect", suspects_file=tmp_path / name)
+        assert "\n" not in str(err.value) and name in str(err.value)
+    with pytest.raises(BarsalignError, match="needs suspects_file"):
+        LabelConfig(order="suspect")
