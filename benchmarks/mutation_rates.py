@@ -41,7 +41,11 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
     "smoother": (
         "barsalign/overlay.py",
         "barsalign.overlay.xǁSmootherǁ*",
-        ["tests/test_monitor.py", "-k", "green or flicker or amber or reset or smoother"],
+        [
+            "tests/test_monitor.py",
+            "-k",
+            "green or flicker or amber or reset or smoother or defaults or edges",
+        ],
     ),
 }
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout"}

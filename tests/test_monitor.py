@@ -81,6 +81,7 @@ def test_smoother_rejects_bad_parameters() -> None:
 def test_the_defaults_are_3_of_the_last_4() -> None:
     # the third aligned frame turns green; two red frames later, 2 of the last 4 are not enough
     assert states(Smoother(0.5), [0.9, 0.9, 0.9, 0.1, 0.1, 0.9]) == [U, U, A, U, U, U]
+    assert states(Smoother(0.5, k=1, n=1), [0.75, 0.6]) == [A, U]  # band: 0.5 logits
 
 
 def test_the_edges_of_the_band_and_of_the_scores() -> None:
