@@ -319,28 +319,24 @@ def write_json(path: Path, data: Any) -> Path:
 def error_cases(
     scorer: Predictor, frames: pd.DataFrame, outcome: str, n: int, side: int = 256
 ) -> list[dict[str, Any]]:
-    """Up to `n` frames with this outcome ("FP" most confident first, "FN" least), each with
-    the square the model sees (RGB), its Grad-CAM map (torch models) and a caption."""
+    """Up to `n` frames with this outcome ("FP" most confident first, others least), each
+    with the square the model saw (RGB at `side` px: region of interest, squared, resized),
+    its Grad-CAM map on that square toward the predicted class (torch models) and a caption."""
     import cv2
-    import torch
 
-    from barsalign.gradcam import grad_cam
-    from barsalign.plots import right_square
+    from barsalign.gradcam import model_view
 
     cases = frames[frames["outcome"] == outcome].sort_values("score", ascending=outcome != "FP")
     items = []
     for _, case in cases.head(n).iterrows():
-        img = cv2.imread(case["path"])
-        cam = None
-        if scorer.torch_model is not None:
-            x = torch.from_numpy(scorer.tensors([img]))
-            cam = grad_cam(scorer.torch_model.backbone, scorer.torch_model.head, x)[0]
+        img = read_image(case["path"])
+        seen, cam = model_view(scorer, img, toward_aligned=outcome in ("TP", "FP"))
         extra = ""
         if "scene" in case and isinstance(case["scene"], str):
             extra = f"\n{case['scene']}, {case['lighting']}, gap {case['max_gap_px'] or 0:.1f}px"
         items.append(
             {
-                "image": right_square(img, side),
+                "image": cv2.resize(seen, (side, side), interpolation=cv2.INTER_AREA),
                 "cam": cam,
                 "caption": f"{Path(case['path']).name}: score {case['score']:.3f}{extra}",
             }

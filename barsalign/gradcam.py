@@ -1,19 +1,28 @@
 """Grad-CAM for the one-logit classifier: where in the frame the model looked.
 
 Works on any timm backbone with `forward_features` (a spatial map, NCHW or NHWC as in Swin)
-and `forward_head`, which is every backbone `barsalign.model` builds.
+and `forward_head`, which is every backbone `barsalign.model` builds. `model_view` gives the
+map together with the pixels the model saw (the region of interest, squared and resized), so
+an overlay lands where the network looked, not on the whole frame.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from barsalign.preprocess import crop_resize
 
-def grad_cam(backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> np.ndarray:
-    """Heat maps in [0, 1], shape [B, H, W] at the input size, for the "aligned" logit.
+
+def grad_cam(
+    backbone: nn.Module, head: nn.Module, x: torch.Tensor, toward_aligned: bool = True
+) -> np.ndarray:
+    """Heat maps in [0, 1], shape [B, H, W] at the input size, for the "aligned" logit
+    (its negative, the "not aligned" evidence, with `toward_aligned` False).
 
     Args:
         backbone: the timm model whose classifier was reset (it returns pooled features).
@@ -29,7 +38,7 @@ def grad_cam(backbone: nn.Module, head: nn.Module, x: torch.Tensor) -> np.ndarra
             feats = backbone.forward_features(x.detach().requires_grad_(True))
             feats.retain_grad()
             logits = head(backbone.forward_head(feats)).reshape(-1)
-            logits.sum().backward()
+            (logits.sum() if toward_aligned else -logits.sum()).backward()
         grads, acts = feats.grad, feats.detach()
     finally:
         backbone.train(was_training)
@@ -57,3 +66,22 @@ def overlay(image_rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.n
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
     base = image_rgb if image_rgb.ndim == 3 else np.repeat(image_rgb[..., None], 3, axis=2)
     return np.uint8(np.clip((1 - alpha) * base + alpha * colour, 0, 255))
+
+
+def model_view(
+    predictor: Any, image_bgr: np.ndarray, toward_aligned: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The square the model saw (RGB uint8, `predictor.image_size` px: region of interest,
+    stopper square, resize, before the edge filter) and its Grad-CAM map on that square
+    (None for a model without torch weights: an export or the baseline).
+
+    Args:
+        predictor: an `inference.Predictor`.
+        toward_aligned: map the evidence for "aligned" (else for "not aligned").
+    """
+    seen = cv2.cvtColor(crop_resize(image_bgr, predictor.preprocess_cfg), cv2.COLOR_BGR2RGB)
+    model = predictor.torch_model
+    if model is None:
+        return seen, None
+    x = torch.from_numpy(predictor.tensors([image_bgr]))
+    return seen, grad_cam(model.backbone, model.head, x, toward_aligned)[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -111,16 +110,6 @@ def gallery(items: list[dict[str, Any]], cols: int = 4, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def right_square(image_bgr: np.ndarray, side: int) -> np.ndarray:
-    """The square the preprocessing keeps (right side, stopper) as RGB at `side` pixels."""
-    h, w = image_bgr.shape[:2]
-    s = min(h, w)
-    crop = image_bgr[h - s :, w - s :]
-    return cv2.cvtColor(
-        cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
-    )
 
 
 def error_rate_bars(tables: dict[str, pd.DataFrame]):

@@ -21,7 +21,7 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_TRACKING / 'mlflow.db'}"
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 
 from barsalign.reports import execute_notebook  # noqa: E402
-from barsalign.synth import SynthConfig, render_dataset  # noqa: E402
+from barsalign.synth import SynthConfig, ensure_default, render_dataset  # noqa: E402
 
 SMALL = SynthConfig(
     seed=3,
@@ -38,8 +38,16 @@ SMALL = SynthConfig(
 
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny data set rendered once per test session (same layout as the default)."""
-    return render_dataset(tmp_path_factory.mktemp("synth") / "small", SMALL, workers=2)
+    """A tiny data set rendered once per test session (same layout as the default).
+
+    With BARSALIGN_TEST_DATA set (mutation testing starts hundreds of sessions), it is rendered
+    once into that folder and each session gets a fresh copy.
+    """
+    out = tmp_path_factory.mktemp("synth") / "small"
+    kept = os.environ.get("BARSALIGN_TEST_DATA")
+    if kept:
+        return Path(shutil.copytree(ensure_default(SMALL, Path(kept) / "small"), out))
+    return render_dataset(out, SMALL, workers=2)
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,42 @@ def test_checkpoint_and_onnx_score_like_an_independent_forward_pass(
     np.testing.assert_allclose(onnx.scores(frames), expected, atol=1e-4, rtol=0)
 
 
+def by_hand(image: np.ndarray, roi: list[float], size: int, mean, std) -> np.ndarray:
+    """A frame as a colour model's input, with numpy and OpenCV only: the region's pixels,
+    their right (landscape) or bottom (portrait) square, resized, RGB, normalised [3, S, S]."""
+    h, w = image.shape[:2]
+    crop = image[round(roi[1] * h) : round(roi[3] * h), round(roi[0] * w) : round(roi[2] * w)]
+    side = min(crop.shape[:2])
+    square = crop[crop.shape[0] - side :, crop.shape[1] - side :]
+    rgb = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1] / 255.0
+    return ((rgb - mean) / std).transpose(2, 0, 1)
+
+
+def test_a_checkpoint_feeds_its_network_the_region_cropped_by_hand(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    trained_with = PreprocessConfig(target_size=SIZE, mode="none", roi=ROI)
+    ckpt = export.untrained_checkpoint(
+        tmp_path / "best.ckpt", image_size=SIZE, preprocess=trained_with
+    )
+    hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    norm = timm.data.resolve_model_data_config(timm.create_model(hp["backbone"]))
+    predictor = load_predictor(ckpt)
+    for img in frames:
+        expected = by_hand(img, hp["preprocess"]["roi"], hp["image_size"], *norm_of(norm))
+        np.testing.assert_allclose(predictor.prepare(img), expected, atol=1e-5, rtol=0)
+        whole = by_hand(img, [0.0, 0.0, 1.0, 1.0], hp["image_size"], *norm_of(norm))
+        assert np.abs(whole - expected).max() > 0.5, "the region changes what the network sees"
+
+
+def norm_of(data_config: dict) -> tuple[np.ndarray, np.ndarray]:
+    """timm's mean and std as [1, 1, 3] arrays for an (S, S, 3) RGB image in [0, 1]."""
+    return (
+        np.asarray(data_config["mean"]).reshape(1, 1, 3),
+        np.asarray(data_config["std"]).reshape(1, 1, 3),
+    )
+
+
 def test_the_region_of_interest_travels_with_the_model(roi_model: dict[str, Path]) -> None:
     ckpt, onnx = load_predictor(roi_model["ckpt"]), load_predictor(roi_model["onnx"])
     assert ckpt.preprocess_cfg == onnx.preprocess_cfg == TRAINED_WITH

@@ -17,7 +17,10 @@ from sklearn.metrics import (
 from barsalign.errors import BarsalignError
 from barsalign.metrics import (
     binary_metrics,
+    check_precision_target,
+    check_threshold,
     expected_calibration_error,
+    fbeta,
     reliability_table,
     threshold_for_precision,
     threshold_max_fbeta,
@@ -117,3 +120,42 @@ def test_ties_take_the_highest_threshold() -> None:
     # F0.5 is 5/6 at 0.8 (P 1, R 1/2) and at 0.5 (P 4/5, R 1): the higher one is kept
     thr, f = threshold_max_fbeta([1, 1, 0, 1, 1], [0.9, 0.8, 0.7, 0.6, 0.5], beta=0.5)
     assert (thr, f) == (0.8, pytest.approx(5 / 6))
+
+
+def test_thresholds_and_precision_targets_are_checked_in_one_named_line() -> None:
+    assert check_threshold(0.3) == 0.3 and check_threshold(np.float32(0.5)) == 0.5
+    for bad in (0, 0.0, 1, 1.0, 1.5, -0.1, float("nan"), True, "0.5", None):
+        with pytest.raises(BarsalignError, match=r"^threshold must"):
+            check_threshold(bad)
+    with pytest.raises(BarsalignError, match=r"^--threshold must lie in \(0, 1\), not 1.5$"):
+        check_threshold(1.5, "--threshold")
+    assert check_precision_target(1.0) == 1.0 and check_precision_target(0.9) == 0.9
+    for bad in (0, 0.0, 1.01, 2, float("nan"), False, "x"):
+        with pytest.raises(BarsalignError, match=r"^precision target must"):
+            check_precision_target(bad)
+
+
+def test_binary_metrics_at_the_threshold_without_predictions_and_with_one_class() -> None:
+    # a score equal to the threshold is aligned; the counts, size and threshold come back
+    m = binary_metrics([1, 0, 1, 0], [0.4, 0.4, 0.9, 0.1], 0.4)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 0, 1)
+    assert (m["threshold"], m["n"], m["n_aligned"]) == (0.4, 4, 2)
+    # nothing predicted aligned: precision and the F-scores are 0, not NaN nor 1
+    m = binary_metrics([1, 0, 0], [0.1, 0.2, 0.3], 0.5)
+    assert (m["precision"], m["recall"], m["f05"], m["f1"]) == (0.0, 0.0, 0.0, 0.0)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (0, 0, 1, 2)
+    assert binary_metrics([1, 0, 0], [0.9, 0.2, 0.3])["auroc"] == 1.0  # one aligned frame is enough
+    # one class only: AUROC is undefined (None) and the confusion keeps its four cells
+    m = binary_metrics([0, 0], [0.1, 0.7], 0.5)
+    assert m["auroc"] is None and (m["tp"], m["fp"], m["fn"], m["tn"]) == (0, 1, 0, 1)
+    assert binary_metrics([1, 1], [0.8, 0.9])["auroc"] is None
+
+
+def test_f_beta_defaults_to_f05() -> None:
+    assert fbeta(0.5, 1.0) == pytest.approx(1.25 * 0.5 / (0.25 * 0.5 + 1.0))
+    assert fbeta(0.0, 0.0) == 0.0
+    rng = np.random.default_rng(3)
+    y = (rng.random(200) < 0.3).astype(int)
+    s = np.clip(0.3 * y + rng.normal(0.35, 0.2, 200), 0, 1)
+    assert threshold_max_fbeta(y, s) == threshold_max_fbeta(y, s, beta=0.5)
+    assert threshold_max_fbeta(y, s, beta=0.5) != threshold_max_fbeta(y, s, beta=1.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import socket
 import subprocess
@@ -75,6 +76,24 @@ def test_smoother_rejects_bad_parameters() -> None:
         Smoother(0.5, k=4, n=3)
     with pytest.raises(BarsalignError, match="threshold"):
         Smoother(1.0)
+    with pytest.raises(BarsalignError, match="threshold"):
+        Smoother(0.0)
+    with pytest.raises(BarsalignError, match="margin must be >= 0"):
+        Smoother(0.5, margin=-0.1)
+
+
+def test_the_defaults_are_3_of_the_last_4() -> None:
+    # the third aligned frame turns green; two red frames later, 2 of the last 4 are not enough
+    assert states(Smoother(0.5), [0.9, 0.9, 0.9, 0.1, 0.1, 0.9]) == [U, U, A, U, U, U]
+    assert states(Smoother(0.5, k=1, n=1), [0.75, 0.6]) == [A, U]  # band: 0.5 logits
+
+
+def test_the_edges_of_the_band_and_of_the_scores() -> None:
+    # a score at the threshold counts as aligned; one exactly `margin` logits off is clear
+    assert states(Smoother(0.25, k=1, n=1, margin=0.0), [0.25]) == [A]
+    assert states(Smoother(0.5, k=1, n=1, margin=math.log(3.0)), [0.75, 0.1]) == [A, N]
+    # certain scores are clipped, never a division by zero
+    assert states(Smoother(0.5, k=1, n=1, margin=0.0), [1.0, 0.0]) == [A, N]
 
 
 def test_overlay_paints_the_border_in_the_state_colour() -> None:

@@ -3,8 +3,12 @@ the lab notebook beside the README (dated entries, newest first, each with comma
 
 from __future__ import annotations
 
+import ast
 import datetime
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -48,6 +52,39 @@ def test_constraints_agree_with_requirements() -> None:
         assert frozen.get(name) == version, (
             f"{name}: requirements {version}, constraints {frozen.get(name)}"
         )
+
+
+def _dist(requirement: str) -> str:
+    """A requirement's distribution name, normalised ("PyYAML>=6" → "pyyaml")."""
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _imported_modules() -> set[str]:
+    """The top-level modules the package imports (not its own, not the standard library)."""
+    found: set[str] = set()
+    for path in (PROJ_ROOT / "barsalign").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"barsalign"}
+
+
+def test_pyproject_dependencies_name_what_the_package_imports() -> None:
+    project = tomllib.loads((PROJ_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_dist(r) for r in project["dependencies"]}
+    extras = {_dist(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    owners = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module in sorted(_imported_modules()):
+        dists = {_dist(d) for d in owners.get(module, [module])}  # not installed: its own name
+        if not dists & (declared | extras):
+            undeclared[module] = sorted(dists)
+    assert not undeclared, f"imported by barsalign, missing from pyproject: {undeclared}"
+    frozen = set(_pins((PROJ_ROOT / "constraints.txt").read_text().splitlines()))
+    assert declared <= frozen, f"not in the tested freeze: {sorted(declared - frozen)}"
+    assert {"torch", "timm", "lightning", "mlflow", "scikit-learn"} <= declared
 
 
 def test_readme_quick_start_is_the_two_commands_and_ci_runs_the_test_one() -> None:

@@ -287,17 +287,54 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
 
 
 DDP_SCRIPT = """
-import json, sys
+import hashlib, json, sys
+import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
 from tests.test_train import TensorData
 from barsalign.train import FinetuneConfig, run_training
+
+
+def digest(module):
+    h = hashlib.sha256()
+    for _, p in sorted(module.named_parameters()):
+        h.update(p.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Noted(TensorData):
+    # the training samples this rank was handed, per epoch, and its weights before and after
+    def train_dataloader(self):
+        outer = self
+
+        class Indexed(Dataset):
+            def __len__(self):
+                return len(outer.x)
+
+            def __getitem__(self, i):
+                outer.seen.setdefault(outer.trainer.current_epoch, []).append(int(i))
+                return outer.x[i], outer.y[i]
+
+        return DataLoader(Indexed(), batch_size=self.batch_size, shuffle=True)
+
+    def setup(self, stage):
+        if stage == "fit":
+            self.seen, self.before = {}, digest(self.trainer.lightning_module)
+
+    def teardown(self, stage):
+        if stage == "fit":
+            self.after = digest(self.trainer.lightning_module)
+
 
 cfg = FinetuneConfig(backbone="resnet18", image_size=32, weights="random", epochs=2,
                      batch_size=4, run_dir=sys.argv[1], accelerator="cpu", devices=2,
                      strategy="ddp", num_nodes=1)
-summary = run_training(cfg, datamodule=TensorData(n=16, size=32, batch_size=4))
+data = Noted(n=16, size=32, batch_size=4)
+summary = run_training(cfg, datamodule=data)
 print("RESULT", json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(),
-                            "backend": dist.get_backend(), "summary": summary}), flush=True)
+                            "backend": dist.get_backend(), "summary": summary,
+                            "seen": data.seen, "before": data.before, "after": data.after}),
+      flush=True)
 """
 
 
@@ -327,6 +364,14 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path: Path) -> None:
     assert next(r for r in results if r["rank"] == 1)["summary"] == {}  # rank 0 writes
     assert json.loads((run / "summary.json").read_text()) == rank0["summary"]
     assert load_checkpoint(run / "checkpoints" / "best.ckpt", backbone="resnet18")
+    # each epoch the two ranks trained on different halves of the 16 samples, all of them
+    rank1 = next(r for r in results if r["rank"] == 1)
+    for epoch in ("0", "1"):
+        mine, theirs = set(rank0["seen"][epoch]), set(rank1["seen"][epoch])
+        assert len(mine) == len(theirs) == 8 and not mine & theirs, (epoch, mine, theirs)
+        assert mine | theirs == set(range(16))
+    # and ended with the same weights (gradients averaged), which training changed
+    assert rank0["before"] == rank1["before"] != rank0["after"] == rank1["after"]
 
 
 def _env() -> dict[str, str]:
