@@ -21,15 +21,15 @@ CONCERNS = {
     "core": ["__init__", "__main__", "cli", "config", "errors", "outputs", "presets"],
     "labels": ["labelstore", "labeler", "label_quality"],
     "data": ["data", "cache"],
-    "synthetic data": ["synth", "render", "looks", "gap_pairs"],
+    "synthetic data": ["synth"],
     "preprocessing": ["preprocess", "augment", "roi"],
     "modeling": ["model", "recipe", "train", "baseline"],
     "inference": ["inference"],
     "evaluation": ["evaluate", "metrics", "gradcam", "predict"],
     "export": ["export"],
-    "monitor": ["monitor", "overlay"],
-    "tracking": ["tracking", "runs"],
-    "figures and reports": ["plots", "preview", "eda", "reports"],
+    "monitor": ["monitor"],
+    "tracking": ["tracking", "runs", "registry"],
+    "figures and reports": ["plots", "preview", "eda", "reports", "summary"],
 }
 """Each module's concern, by name; a subpackage's modules (`synth.render`) go with it."""
 
