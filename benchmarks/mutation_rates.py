@@ -39,8 +39,8 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
     "metrics": ("barsalign/metrics.py", "barsalign.metrics.*", ["tests/test_metrics.py"]),
     "labelstore": ("barsalign/labelstore.py", "barsalign.labelstore.*", ["tests/test_labeling.py"]),
     "smoother": (
-        "barsalign/overlay.py",
-        "barsalign.overlay.xǁSmootherǁ*",
+        "barsalign/monitor/smoother.py",
+        "barsalign.monitor.smoother.xǁSmootherǁ*",
         [
             "tests/test_monitor.py",
             "-k",

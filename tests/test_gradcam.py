@@ -20,8 +20,10 @@ from barsalign.gradcam import grad_cam, overlay
 from barsalign.inference import load_predictor
 from barsalign.model import create_backbone, data_config
 from barsalign.preprocess import PreprocessConfig, preprocess, to_tensor
-from barsalign.render import head_points_px, render
-from barsalign.synth import STOPPER_ROI, Session, SynthConfig, build_spec, flush_twin
+from barsalign.synth import STOPPER_ROI, SynthConfig, flush_twin
+from barsalign.synth.geometry import head_points_px
+from barsalign.synth.render import render
+from barsalign.synth.scenes import Session, build_spec
 from barsalign.train import FinetuneConfig, run_training
 
 
