@@ -30,12 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from barsalign.cache import DEFAULT_CACHE, FrameCache
 from barsalign.errors import BarsalignError
 from barsalign.labelstore import read_text_file
 from barsalign.outputs import atomic_write_text, check_output_file
+from barsalign.preprocess import (
+    PreprocessConfig,
+    crop_resize,
+    decode_image,
+    preprocess,
+    read_image,
+    to_tensor,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +107,6 @@ def region_features(
     import torch
 
     from barsalign.model import create_backbone, data_config
-    from barsalign.preprocess import PreprocessConfig, decode_image, preprocess, to_tensor
 
     roi, why = cfg.roi, "given" if cfg.roi is not None else "whole frame"
     if roi == "auto":
@@ -308,16 +316,17 @@ def write_labels_csv(items: Sequence[Item], path: str | Path) -> Path:
 
 
 def thumbnails(df: pd.DataFrame, roi: Any, n: int, side: int = 224) -> list[dict[str, Any]]:
-    """The first `n` rows as `plots.gallery` items: the region (RGB), given label and score."""
-    from barsalign.plots import right_square
-    from barsalign.preprocess import crop_roi, read_image
-
+    """The first `n` rows as `plots.gallery` items: the square the probe saw (region, stopper
+    square, resized; RGB), given label and score."""
+    view = PreprocessConfig(target_size=side, mode="none", roi=roi)
     items = []
     for _, row in df.head(n).iterrows():
         truth = f"\ntruth {row['truth']}" if row.get("truth") else ""
         items.append(
             {
-                "image": right_square(crop_roi(read_image(row["path"]), roi), side),
+                "image": cv2.cvtColor(
+                    crop_resize(read_image(row["path"]), view), cv2.COLOR_BGR2RGB
+                ),
                 "cam": None,
                 "caption": f"#{row['rank']} {Path(row['path']).name}: labelled {row['label']}\n"
                 f"P(aligned) {row['score']:.3f}{truth}",
