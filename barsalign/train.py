@@ -60,6 +60,7 @@ class FinetuneConfig:
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
+        global_pool: the backbone's pooling before the head (`barsalign.model.POOLS`).
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
         freeze_stages: keep the backbone's stem and first N stages frozen for the whole run
             (their ImageNet filters stay, and a CPU step is faster: `bench_train.py`); None:
@@ -100,6 +101,7 @@ class FinetuneConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-2
     dropout: float = 0.3
+    global_pool: str = "avg"
     schedule: str = "cosine"
     warmup_fraction: float = 0.05
     pos_weight: float | str | None = None
@@ -530,6 +532,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
         backbone=cfg.backbone,
         image_size=int(cfg.image_size or 224),
         dropout=cfg.dropout,
+        global_pool=cfg.global_pool,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         schedule=cfg.schedule,

@@ -22,6 +22,7 @@ from barsalign.model import (
     default_image_size,
     feature_width,
     hf_cache_file,
+    load_checkpoint,
     load_packaged_lite0,
     packaged_lite0_file,
 )
@@ -140,6 +141,27 @@ def test_head_gives_one_logit_per_image(backbone: str) -> None:
     assert isinstance(model.head[0], torch.nn.Dropout) and model.head[0].p == 0.5
     assert model.head[1].in_features == feature_width(model.backbone)
     assert model.eval()(torch.randn(3, 3, 64, 64)).shape == (3,)
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "resnet18"])
+def test_a_max_pooling_head_reads_average_and_maximum(backbone: str, tmp_path: Path) -> None:
+    avg = AlignmentClassifier(backbone, image_size=64, weights="random")
+    both = AlignmentClassifier(backbone, image_size=64, weights="random", global_pool="catavgmax")
+    assert both.head[1].in_features == 2 * avg.head[1].in_features
+    x = torch.randn(2, 3, 64, 64)
+    assert both.eval()(x).shape == (2,)
+    # the pooling is a hyperparameter: a checkpoint rebuilds the same head
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": both.state_dict(), "hyper_parameters": dict(both.hparams)}, ckpt)
+    again = load_checkpoint(ckpt)
+    assert torch.allclose(again(x), both(x), atol=1e-5)
+    with pytest.raises(BarsalignError, match="global_pool must be one of"):
+        AlignmentClassifier(backbone, image_size=64, weights="random", global_pool="median")
+
+
+def test_a_pooling_the_backbones_head_cannot_take_is_one_line() -> None:
+    with pytest.raises(BarsalignError, match="does not fit mobilenetv3_large_100"):
+        create_backbone("mobilenetv3_large_100", weights="random", global_pool="catavgmax")
 
 
 def test_presets_and_bad_parameters() -> None:
