@@ -42,6 +42,10 @@ COMMANDS: dict[str, Command] = {
         "barsalign.export",
         "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
     ),
+    "quantize": Command(
+        "barsalign.quantize",
+        "int8 static quantization of an ONNX export, calibrated on real frames",
+    ),
     "monitor": Command(
         "barsalign.monitor.cli",
         "watch a video, camera or stream and show aligned (green) / not aligned (red)",

@@ -407,6 +407,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     base_card = {
         "card_version": CARD_VERSION,
         "run": scorer.name,
+        "variant": "fp32",  # barsalign quantize writes "int8"
         "backbone": scorer.backbone,
         "image_size": side,  # what preprocessing gives and the export takes
         "trained_image_size": scorer.image_size,

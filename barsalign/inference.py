@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ import yaml
 from barsalign.baseline import EdgeBaseline
 from barsalign.errors import BarsalignError
 from barsalign.metrics import check_threshold
-from barsalign.preprocess import PreprocessConfig, preprocess, scoring_problem, to_tensor
+from barsalign.preprocess import PreprocessConfig, normalise, preprocess, scoring_problem
 
 CARD_VERSION = 2
 """2: the scoring fields also live inside the model file (`EMBEDDED_KEY`)."""
@@ -63,7 +64,7 @@ class Predictor:
         threshold: the card's operating threshold; None where none was chosen (checkpoints,
             the baseline), and `decision_threshold` is then 0.5.
         features: the baseline's own input from a frame; None for networks, whose input is
-            `preprocess` then `to_tensor` with `data_config`.
+            `preprocess` then `normalise` with `data_config`.
         torch_model: the LightningModule of a checkpoint (Grad-CAM, export), else None.
     """
 
@@ -95,7 +96,7 @@ class Predictor:
             raise BarsalignError(f"{name}: {problem}" if name else problem)
         if self.features is not None:
             return self.features(image_bgr)
-        return to_tensor(preprocess(image_bgr, self.preprocess_cfg), self.data_config).numpy()
+        return normalise(preprocess(image_bgr, self.preprocess_cfg), self.data_config)
 
     def tensors(self, images_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """Frames as the model's input batch ([B, 3, S, S] normalised for networks)."""
@@ -142,7 +143,8 @@ def load_predictor(
     """A checkpoint (.ckpt) or an exported model (its card checked) ready to score frames.
 
     Args:
-        threads: intra-op threads of an exported model's runtime (None: its default).
+        threads: intra-op threads of an exported model's runtime (None: one per physical
+            core).
         expect_preprocess: refuse an export whose card names other preprocessing than this.
     """
     path = check_model_path(model_path)
@@ -279,16 +281,33 @@ def exported_predictor(
 # --- exported files: runtimes -----------------------------------------------------------------
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (a core's hyper-threads counted once); the
+    number of usable CPUs where Linux's topology files cannot be read."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpus = cpus or list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text(), (topo / "core_id").read_text()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
 def onnx_session(path: str | Path, threads: int | None = None, optimize: bool = True) -> Any:
-    """An ONNX Runtime CPU session (all graph optimisations, or none; `threads` intra-op)."""
+    """An ONNX Runtime CPU session: all graph optimisations (or none), sequential execution,
+    `threads` intra-op threads (None: one per physical core, `physical_cores`)."""
     import onnxruntime as ort  # a second or so to import; only exported models need it
 
     opts = ort.SessionOptions()
     level = "ORT_ENABLE_ALL" if optimize else "ORT_DISABLE_ALL"
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or physical_cores()
+    opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - any ORT failure means an unusable file
@@ -518,6 +537,7 @@ __all__ = [
     "format_of",
     "load_predictor",
     "onnx_session",
+    "physical_cores",
     "preprocess_from",
     "read_card",
     "scoring_json",

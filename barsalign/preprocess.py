@@ -350,27 +350,39 @@ def _masked_fast(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
     return out
 
 
-def to_tensor(processed: np.ndarray, data_config: dict[str, Any]) -> Any:
-    """A processed uint8 frame → float32 tensor [3, S, S] normalised by the backbone's config.
+def normalise(processed: np.ndarray, data_config: dict[str, Any]) -> np.ndarray:
+    """A processed uint8 frame → float32 array [3, S, S] normalised by the backbone's config.
 
     Grayscale/edges frames are repeated over 3 channels; colour (mode none) goes BGR → RGB.
-    `data_config` is timm's `resolve_model_data_config` dict (its "mean" and "std").
+    `data_config` is timm's `resolve_model_data_config` dict (its "mean" and "std"). Each
+    output channel is computed from one contiguous plane, `(x - mean) / std` in float32: the
+    same arithmetic, bit for bit, as on the whole tensor, without a strided float copy.
     """
-    import torch
-
-    if processed.ndim == 2:
-        x = np.repeat(processed[None, :, :], 3, axis=0)
-    elif processed.ndim == 3 and processed.shape[2] == 3:
-        x = processed[:, :, ::-1].transpose(2, 0, 1)
-    else:
-        raise BarsalignError(f"to_tensor: expected (S, S) or (S, S, 3), got {processed.shape}")
     try:
-        mean = np.asarray(data_config["mean"], np.float32).reshape(3, 1, 1) * 255.0
-        std = np.asarray(data_config["std"], np.float32).reshape(3, 1, 1) * 255.0
+        mean = [np.float32(v * 255.0) for v in np.asarray(data_config["mean"], np.float32)]
+        std = [np.float32(v * 255.0) for v in np.asarray(data_config["std"], np.float32)]
     except (KeyError, TypeError, ValueError):
         raise BarsalignError("to_tensor: data_config needs 3-value 'mean' and 'std'") from None
-    out = (x.astype(np.float32) - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(out))
+    if len(mean) != 3 or len(std) != 3:
+        raise BarsalignError("to_tensor: data_config needs 3-value 'mean' and 'std'")
+    if processed.ndim == 2:
+        planes = [processed] * 3
+    elif processed.ndim == 3 and processed.shape[2] == 3:
+        planes = cv2.split(np.ascontiguousarray(processed))[::-1]  # B, G, R → R, G, B
+    else:
+        raise BarsalignError(f"to_tensor: expected (S, S) or (S, S, 3), got {processed.shape}")
+    out = np.empty((3, *processed.shape[:2]), np.float32)
+    for c, plane in enumerate(planes):
+        np.subtract(plane, mean[c], out=out[c], dtype=np.float32)
+        np.divide(out[c], std[c], out=out[c])
+    return out
+
+
+def to_tensor(processed: np.ndarray, data_config: dict[str, Any]) -> Any:
+    """`normalise` as a torch tensor [3, S, S] (what the data pipeline feeds training)."""
+    import torch
+
+    return torch.from_numpy(normalise(processed, data_config))
 
 
 def list_images(folder: str | Path) -> list[Path]:

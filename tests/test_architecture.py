@@ -26,7 +26,7 @@ CONCERNS = {
     "modeling": ["model", "recipe", "train", "baseline"],
     "inference": ["inference"],
     "evaluation": ["evaluate", "metrics", "gradcam", "predict"],
-    "export": ["export"],
+    "export": ["export", "quantize"],
     "monitor": ["monitor"],
     "tracking": ["tracking", "runs", "registry"],
     "figures and reports": ["plots", "preview", "eda", "reports", "summary"],

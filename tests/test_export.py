@@ -81,6 +81,7 @@ def test_card_describes_model_preprocessing_and_source(exported: dict) -> None:
     path = Path(exported["formats"]["onnx"]["path"])
     card = json.loads(export.card_path(path).read_text())
     assert card["backbone"] == "tf_efficientnet_lite0" and card["image_size"] == SIZE
+    assert card["variant"] == "fp32"
     assert card["preprocess"] == json.loads(
         json.dumps(dataclasses.asdict(PreprocessConfig(target_size=SIZE)))
     )

@@ -21,6 +21,7 @@ from barsalign.preprocess import (
     crop_resize,
     finish,
     list_images,
+    normalise,
     preprocess,
     read_image,
     to_tensor,
@@ -205,6 +206,29 @@ def test_to_tensor_normalises_with_the_given_data_config() -> None:
     assert y[0].min() == 1.0 and y[1].max() == 0.0 and y[2].max() == 0.0  # RGB order
     with pytest.raises(BarsalignError, match="mean"):
         to_tensor(gray, {})
+
+
+def test_normalise_is_the_whole_tensor_formula_bit_for_bit() -> None:
+    """The plane-by-plane float32 arithmetic equals `(x - mean) / std` over the whole
+    [3, S, S] tensor, bit for bit, for colour and gray frames and per-channel statistics."""
+    rng = np.random.default_rng(0)
+    dc = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    mean = np.asarray(dc["mean"], np.float32).reshape(3, 1, 1) * 255.0
+    std = np.asarray(dc["std"], np.float32).reshape(3, 1, 1) * 255.0
+    colour = rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (37, 41), dtype=np.uint8)
+    for img, chw in (
+        (colour, colour[:, :, ::-1].transpose(2, 0, 1)),
+        (gray, np.repeat(gray[None], 3, axis=0)),
+    ):
+        got = normalise(img, dc)
+        want = (chw.astype(np.float32) - mean) / std
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(BarsalignError, match="mean"):
+        normalise(gray, {"mean": (0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+    with pytest.raises(BarsalignError, match=r"\(S, S\)"):
+        normalise(np.zeros((4, 4, 2), np.uint8), dc)
 
 
 def test_augmentation_is_seeded_and_masked_after() -> None:
