@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from barsalign.errors import BarsalignError
+from barsalign.monitor.operator import format_metrics, jsonable, records_metrics, truth_for_frames
 from barsalign.monitor.stats import format_stats
-from barsalign.monitor.stream import MonitorConfig, run_monitor
+from barsalign.monitor.stream import MonitorConfig, MonitorResult, clip_truth, run_monitor
+from barsalign.outputs import atomic_write_text, check_output_file
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +40,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="score every frame, however long it takes (default for files)",
     )
     p.add_argument("--threshold", type=float, help="override the card's operating threshold")
-    p.add_argument("--k", type=int, default=3, help="frames of the last n needed to change colour")
-    p.add_argument("--n", type=int, default=4, help="window of the k-of-n smoothing")
-    p.add_argument("--margin", type=float, default=0.5, help="uncertain band, logits")
+    p.add_argument(
+        "--k",
+        type=int,
+        help="frames of the last n needed to change colour (default: the model card's, else 3)",
+    )
+    p.add_argument("--n", type=int, help="window of the k-of-n smoothing (card's, else 4)")
+    p.add_argument("--margin", type=float, help="uncertain band, logits (card's, else 0.5)")
+    p.add_argument(
+        "--truth",
+        nargs="?",
+        const="auto",
+        help="print the operator's metrics against the truth: a CSV (frame,aligned or "
+        "time,aligned); bare --truth: CLIP.csv beside a file, else a synthetic clip's metadata",
+    )
+    p.add_argument("--json", help="write the run's summary (and the operator's metrics) here")
     p.add_argument("--reconnects", type=int, default=3, help="tries after a stream drops")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
@@ -59,8 +76,53 @@ def _cli(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         threads=args.threads,
     )
+    if args.truth is not None and not Path(args.source).is_file():
+        raise BarsalignError(f"--truth needs a video file as --source, not {args.source}")
+    if args.truth not in (None, "auto") and not Path(args.truth).is_file():
+        raise BarsalignError(f"truth file {args.truth} does not exist")
+    if args.json:
+        check_output_file(args.json, [args.model], "--json")
     result = run_monitor(cfg)
     print(format_stats(result.stats))
+    sm = result.smoothing
+    print(f"smoothing: {sm['k']} of {sm['n']}, margin {sm['margin']:g} logits ({sm['source']})")
+    summary = {**result.stats.summary(), "threshold": result.threshold, "smoothing": sm}
+    if args.truth is not None:
+        truth = source_truth(args.source, args.truth, result)
+        metrics = records_metrics(result.records, truth, result.stats.source_fps)
+        print(format_metrics(metrics))
+        summary["operator"] = jsonable(metrics)
     if result.out:
         print(f"annotated video: {result.out}")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(summary, indent=2) + "\n")
+        print(f"summary: {args.json}")
     return 0
+
+
+def source_truth(source: str, truth: str, result: MonitorResult) -> list[int]:
+    """Per-frame truth of a video file: from the CSV `truth`, or ("auto") the CSV beside the
+    clip (same name, `.csv`), else the synthetic data set's metadata."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(source))  # the container's count, so --max-frames still checks
+    n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or result.stats.frames_read
+    cap.release()
+    fps = result.stats.source_fps
+    if truth != "auto":
+        return truth_for_frames(truth, n_frames, fps)
+    beside = Path(source).with_suffix(".csv")
+    if beside.is_file():
+        return truth_for_frames(beside, n_frames, fps)
+    found = clip_truth(source)
+    if found is None:
+        raise BarsalignError(
+            f"{source} has no truth: put {beside.name} (frame,aligned) beside it, or give "
+            "--truth CSV"
+        )
+    if len(found) != n_frames:
+        raise BarsalignError(
+            f"{source}: its data set's metadata.jsonl gives truth for {len(found)} frames, "
+            f"the video has {n_frames}"
+        )
+    return found
