@@ -7,9 +7,15 @@ import json
 from pathlib import Path
 
 from barsalign.errors import BarsalignError
-from barsalign.monitor.operator import format_metrics, jsonable, records_metrics, truth_for_frames
+from barsalign.monitor.operator import (
+    clip_truth_for,
+    format_metrics,
+    jsonable,
+    records_metrics,
+    video_frames,
+)
 from barsalign.monitor.stats import format_stats
-from barsalign.monitor.stream import MonitorConfig, MonitorResult, clip_truth, run_monitor
+from barsalign.monitor.stream import MonitorConfig, run_monitor
 from barsalign.outputs import atomic_write_text, check_output_file
 
 
@@ -88,7 +94,9 @@ def _cli(args: argparse.Namespace) -> int:
     print(f"smoothing: {sm['k']} of {sm['n']}, margin {sm['margin']:g} logits ({sm['source']})")
     summary = {**result.stats.summary(), "threshold": result.threshold, "smoothing": sm}
     if args.truth is not None:
-        truth = source_truth(args.source, args.truth, result)
+        given = None if args.truth == "auto" else args.truth
+        n_frames = video_frames(args.source, result.stats.frames_read)
+        truth = clip_truth_for(args.source, given, n_frames, result.stats.source_fps)
         metrics = records_metrics(result.records, truth, result.stats.source_fps)
         print(format_metrics(metrics))
         summary["operator"] = jsonable(metrics)
@@ -98,31 +106,3 @@ def _cli(args: argparse.Namespace) -> int:
         atomic_write_text(Path(args.json), json.dumps(summary, indent=2) + "\n")
         print(f"summary: {args.json}")
     return 0
-
-
-def source_truth(source: str, truth: str, result: MonitorResult) -> list[int]:
-    """Per-frame truth of a video file: from the CSV `truth`, or ("auto") the CSV beside the
-    clip (same name, `.csv`), else the synthetic data set's metadata."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(source))  # the container's count, so --max-frames still checks
-    n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or result.stats.frames_read
-    cap.release()
-    fps = result.stats.source_fps
-    if truth != "auto":
-        return truth_for_frames(truth, n_frames, fps)
-    beside = Path(source).with_suffix(".csv")
-    if beside.is_file():
-        return truth_for_frames(beside, n_frames, fps)
-    found = clip_truth(source)
-    if found is None:
-        raise BarsalignError(
-            f"{source} has no truth: put {beside.name} (frame,aligned) beside it, or give "
-            "--truth CSV"
-        )
-    if len(found) != n_frames:
-        raise BarsalignError(
-            f"{source}: its data set's metadata.jsonl gives truth for {len(found)} frames, "
-            f"the video has {n_frames}"
-        )
-    return found

@@ -313,18 +313,69 @@ def sweep(
     return rows
 
 
-def pick_setting(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def pick_setting(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The row with no false-green event and the lowest median time to green (tie: the least
-    flicker); an error when every setting showed green while the bars were not aligned."""
+    flicker); None when every setting showed green while the bars were not aligned (or the
+    clips hold no aligned episode)."""
     safe = [r for r in rows if r["false_green_events"] == 0 and r["episodes"] > 0]
     if not safe:
-        raise BarsalignError(
-            "every smoothing setting tried showed a false green (or the clips hold no aligned "
-            "episode): try larger k, n or margin, or a better model"
-        )
+        return None
 
     def key(r: dict[str, Any]) -> tuple[float, float]:
         med = r["time_to_green_median_s"]
         return (math.inf if math.isnan(med) else med, r["flicker_per_min"])
 
     return min(safe, key=key)
+
+
+def clip_truth_for(
+    source: str | Path, truth: str | Path | None, n_frames: int, fps: float
+) -> list[int]:
+    """Per-frame truth of a video file: from the CSV `truth`, or (None) the CSV beside the clip
+    (same name, `.csv`), else the synthetic data set's metadata; one line when there is none."""
+    from barsalign.monitor.stream import clip_truth
+
+    if truth is not None:
+        return truth_for_frames(truth, n_frames, fps)
+    beside = Path(source).with_suffix(".csv")
+    if beside.is_file():
+        return truth_for_frames(beside, n_frames, fps)
+    found = clip_truth(source)
+    if found is None:
+        raise BarsalignError(
+            f"{source} has no truth: put {beside.name} (frame,aligned) beside it, or give "
+            "--truth CSV"
+        )
+    if len(found) != n_frames:
+        raise BarsalignError(
+            f"{source}: its data set's metadata.jsonl gives truth for {len(found)} frames, "
+            f"the video has {n_frames}"
+        )
+    return found
+
+
+def video_frames(source: str | Path, scored: int) -> int:
+    """The container's frame count (so a run cut short still checks its truth), else `scored`."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(source))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    return n if n > 0 else scored
+
+
+def score_clips(
+    model: str | Path, clips: Sequence[str | Path], threads: int | None = None
+) -> tuple[list[ScoredClip], float]:
+    """Score every frame of each clip once, as the monitor does, with each clip's truth
+    (`clip_truth_for`); returns the clips and the operating threshold they were scored at."""
+    from barsalign.monitor.stream import MonitorConfig, run_monitor
+
+    scored, threshold = [], 0.5
+    for clip in clips:
+        result = run_monitor(MonitorConfig(str(model), str(clip), live=False, threads=threads))
+        fps = result.stats.source_fps
+        truth = clip_truth_for(clip, None, video_frames(clip, result.stats.frames_read), fps)
+        scored.append(ScoredClip.from_records(Path(clip).name, result.records, truth, fps))
+        threshold = result.threshold
+    return scored, threshold
