@@ -31,7 +31,9 @@ from barsalign.errors import BarsalignError
 from barsalign.monitor.smoother import ALIGNED, UNCERTAIN, Smoother
 
 DEFAULT_GRID = tuple(
-    (k, n, m) for k, n in ((1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 5)) for m in (0.0, 0.5, 1.0)
+    (k, n, m)
+    for k, n in ((1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 5), (5, 6), (6, 8))
+    for m in (0.0, 0.5, 1.0, 1.5)
 )
 """(k, n, margin) settings 06_export tries."""
 
