@@ -9,7 +9,7 @@ through artificial light to night over the shift. Frames are drawn by the clip r
 It stays cheap by drawing what changes: every frame of a cycle shares the cycle's seed (the
 same hall, floor and light; the bars move), a still phase is drawn once, and each frame gets
 fresh sensor noise at the cycle's sigma, so no two frames are equal. At 5 fps an hour is 18000
-frames from about 1300 drawings (`benchmarks/bench_synth.py --shift` times it).
+frames from about 1100 drawings (`benchmarks/bench_synth.py --shift-minutes M` times it).
 
 Output (`render_shift`): `clips/shift.mp4`, `metadata.jsonl` (one truth record per frame, as
 the data set's clips have, so `monitor.clip_truth` reads it) and `shift.json` (the config,
