@@ -490,6 +490,22 @@ def export_checkpoint(cfg: ExportConfig) -> dict[str, Any]:
     return summary
 
 
+def write_smoothing(model_path: str | Path, smoothing: dict[str, Any]) -> dict[str, Any]:
+    """Put the operator's smoothing (k of n, margin, and where they were chosen) into the model's
+    card, so the monitor shows what was tuned. Not a scoring field: the model file is unchanged
+    and its card still matches it."""
+    from barsalign.inference import read_card
+    from barsalign.monitor.smoother import resolve_smoothing
+
+    read_card(model_path)  # the card belongs to this model
+    path = card_path(model_path)
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["smoothing"] = _jsonable(smoothing)
+    resolve_smoothing(card)  # k, n and margin are usable
+    atomic_write_text(path, json.dumps(card, indent=2) + "\n")
+    return card
+
+
 def _check_deployed(
     out: Path,
     batch: np.ndarray,
@@ -643,4 +659,5 @@ __all__ = [
     "parity_frames",
     "sha256",
     "untrained_checkpoint",
+    "write_smoothing",
 ]

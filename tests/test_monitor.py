@@ -290,3 +290,59 @@ def test_a_dropped_stream_reconnects_then_gives_up(onnx_model: Path, clip: Path)
     finally:
         server.kill()
         server.wait()
+
+
+# --- the operator's metrics against the truth ----------------------------------------------
+
+
+def test_monitor_truth_prints_the_operator_metrics_and_writes_them(
+    onnx_model: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from itertools import groupby
+
+    from barsalign.monitor import clip_truth
+
+    out = tmp_path / "summary.json"
+    argv = ["monitor", "--model", str(onnx_model), "--source", str(clip)]
+    assert cli.main([*argv, "--truth", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "time to green: median" in printed and "false-green events" in printed
+    assert "smoothing: 3 of 4, margin 0.5 logits (default)" in printed
+    summary = json.loads(out.read_text())
+    op = summary["operator"]
+    truth = clip_truth(clip)
+    assert op["frames"] == len(truth) == summary["frames_scored"]
+    assert op["video_s"] == pytest.approx(len(truth) / summary["source_fps"], abs=1e-3)
+    assert op["episodes"] == sum(1 for v, _ in groupby(truth) if v == 1)
+    assert 0.0 <= op["amber_share"] <= 1.0 and op["false_green_events"] >= 0
+
+    # your own clip: the truth CSV beside it (all aligned: one episode), else one clear line
+    own = tmp_path / "own.mp4"
+    shutil.copy(clip, own)
+    assert cli.main([*argv[:3], "--source", str(own), "--truth"]) == 2
+    assert "own.mp4 has no truth: put own.csv" in capsys.readouterr().err
+    rows = "".join(f"{i},1\n" for i in range(len(truth)))
+    (tmp_path / "own.csv").write_text("frame,aligned\n" + rows)
+    assert cli.main([*argv[:3], "--source", str(own), "--truth", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["operator"]["episodes"] == 1
+    bad = tmp_path / "short.csv"
+    bad.write_text("frame,aligned\n0,1\n")
+    capsys.readouterr()
+    assert cli.main([*argv, "--truth", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and f"clip has {len(truth)}" in err[0]
+
+
+def test_the_monitor_takes_the_smoothing_on_the_card(
+    onnx_model: Path, clip: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.onnx"
+    shutil.copy(onnx_model, model)
+    shutil.copy(export.card_path(onnx_model), export.card_path(model))
+    export.write_smoothing(model, {"k": 1, "n": 2, "margin": 0.0, "chosen_on": "test"})
+    result = run_monitor(MonitorConfig(str(model), str(clip), max_frames=3))
+    assert result.smoothing == {"k": 1, "n": 2, "margin": 0.0, "source": "model card"}
+    result = run_monitor(MonitorConfig(str(model), str(clip), max_frames=3, k=2, n=2, margin=1))
+    assert result.smoothing["source"] == "command line" and result.smoothing["k"] == 2
+    with pytest.raises(BarsalignError, match="smoothing"):
+        export.write_smoothing(model, {"k": 3, "n": 2, "margin": 0.0})

@@ -4,10 +4,12 @@
 RTSP/HTTP URL), preprocesses each exactly as the model's card says, scores it with the model
 (`inference.load_predictor`: an export run by ONNX Runtime, its card checked), smooths the
 decision over time (`smoother`, pure and separately tested) and draws the border with the
-label, the score and the latency (`overlay`). `stats` counts what happened; `cli` is
-`barsalign monitor`.
+label, the score and the latency (`overlay`). `stats` counts what happened; `operator` judges
+the states shown against per-frame truth as an operator would (time to green, false greens,
+flicker) and sweeps the smoothing; `cli` is `barsalign monitor`.
 """
 
+from barsalign.monitor import operator
 from barsalign.monitor.overlay import Overlay, frame_strip, score_timeline
 from barsalign.monitor.smoother import ALIGNED, NOT_ALIGNED, UNCERTAIN, Smoother
 from barsalign.monitor.source import frame_problem, open_capture, parse_source
@@ -28,6 +30,7 @@ __all__ = [
     "format_stats",
     "frame_problem",
     "frame_strip",
+    "operator",
     "open_capture",
     "parse_source",
     "run_monitor",

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from barsalign.errors import BarsalignError
+from barsalign.monitor.operator import (
+    clip_truth_for,
+    format_metrics,
+    jsonable,
+    records_metrics,
+    video_frames,
+)
 from barsalign.monitor.stats import format_stats
 from barsalign.monitor.stream import MonitorConfig, run_monitor
+from barsalign.outputs import atomic_write_text, check_output_file
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +46,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="score every frame, however long it takes (default for files)",
     )
     p.add_argument("--threshold", type=float, help="override the card's operating threshold")
-    p.add_argument("--k", type=int, default=3, help="frames of the last n needed to change colour")
-    p.add_argument("--n", type=int, default=4, help="window of the k-of-n smoothing")
-    p.add_argument("--margin", type=float, default=0.5, help="uncertain band, logits")
+    p.add_argument(
+        "--k",
+        type=int,
+        help="frames of the last n needed to change colour (default: the model card's, else 3)",
+    )
+    p.add_argument("--n", type=int, help="window of the k-of-n smoothing (card's, else 4)")
+    p.add_argument("--margin", type=float, help="uncertain band, logits (card's, else 0.5)")
+    p.add_argument(
+        "--truth",
+        nargs="?",
+        const="auto",
+        help="print the operator's metrics against the truth: a CSV (frame,aligned or "
+        "time,aligned); bare --truth: CLIP.csv beside a file, else a synthetic clip's metadata",
+    )
+    p.add_argument("--json", help="write the run's summary (and the operator's metrics) here")
     p.add_argument("--reconnects", type=int, default=3, help="tries after a stream drops")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
@@ -59,8 +82,27 @@ def _cli(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         threads=args.threads,
     )
+    if args.truth is not None and not Path(args.source).is_file():
+        raise BarsalignError(f"--truth needs a video file as --source, not {args.source}")
+    if args.truth not in (None, "auto") and not Path(args.truth).is_file():
+        raise BarsalignError(f"truth file {args.truth} does not exist")
+    if args.json:
+        check_output_file(args.json, [args.model], "--json")
     result = run_monitor(cfg)
     print(format_stats(result.stats))
+    sm = result.smoothing
+    print(f"smoothing: {sm['k']} of {sm['n']}, margin {sm['margin']:g} logits ({sm['source']})")
+    summary = {**result.stats.summary(), "threshold": result.threshold, "smoothing": sm}
+    if args.truth is not None:
+        given = None if args.truth == "auto" else args.truth
+        n_frames = video_frames(args.source, result.stats.frames_read)
+        truth = clip_truth_for(args.source, given, n_frames, result.stats.source_fps)
+        metrics = records_metrics(result.records, truth, result.stats.source_fps)
+        print(format_metrics(metrics))
+        summary["operator"] = jsonable(metrics)
     if result.out:
         print(f"annotated video: {result.out}")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(summary, indent=2) + "\n")
+        print(f"summary: {args.json}")
     return 0

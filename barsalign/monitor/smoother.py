@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import collections
 import math
+from typing import Any
 
 from barsalign.errors import BarsalignError
 
 ALIGNED, NOT_ALIGNED, UNCERTAIN = "aligned", "not_aligned", "uncertain"
+
+DEFAULT_SMOOTHING = {"k": 3, "n": 4, "margin": 0.5}
+"""k of n and the amber band when neither the user nor the model card chooses."""
 
 
 class Smoother:
@@ -51,3 +55,30 @@ class Smoother:
         if votes >= self.k:
             return ALIGNED if aligned else NOT_ALIGNED
         return UNCERTAIN
+
+
+def resolve_smoothing(
+    card: dict[str, Any], k: int | None = None, n: int | None = None, margin: float | None = None
+) -> dict[str, Any]:
+    """k, n and margin to run with: those given, else the model card's `smoothing` (chosen by
+    06_export's sweep), else `DEFAULT_SMOOTHING`; `source` says where they came from."""
+    stored = card.get("smoothing")
+    base, source = dict(DEFAULT_SMOOTHING), "default"
+    if stored is not None:
+        ok = isinstance(stored, dict) and all(
+            isinstance(stored.get(f), int | float) and not isinstance(stored.get(f), bool)
+            for f in DEFAULT_SMOOTHING
+        )
+        if not ok or not 1 <= stored["k"] <= stored["n"] or stored["margin"] < 0:
+            raise BarsalignError(
+                f"model card of {card.get('model_file', 'the model')}: smoothing {stored!r} needs "
+                "integers 1 <= k <= n and a margin >= 0; export the model again"
+            )
+        base = {"k": int(stored["k"]), "n": int(stored["n"]), "margin": float(stored["margin"])}
+        source = "model card"
+    given = {"k": k, "n": n, "margin": margin}
+    if any(v is not None for v in given.values()):
+        source = (
+            "command line" if all(v is not None for v in given.values()) else source + " + given"
+        )
+    return {**base, **{f: v for f, v in given.items() if v is not None}, "source": source}

@@ -25,7 +25,7 @@ from barsalign.errors import BarsalignError
 from barsalign.inference import card_path, load_predictor
 from barsalign.metrics import check_threshold
 from barsalign.monitor.overlay import Overlay
-from barsalign.monitor.smoother import Smoother
+from barsalign.monitor.smoother import Smoother, resolve_smoothing
 from barsalign.monitor.source import _Reader, parse_source
 from barsalign.monitor.stats import MonitorStats
 from barsalign.outputs import check_output_file
@@ -98,9 +98,9 @@ class MonitorConfig:
     show: bool = False
     live: bool | None = None
     threshold: float | None = None  # None: the card's operating threshold
-    k: int = 3
-    n: int = 4
-    margin: float = 0.5
+    k: int | None = None  # None: the card's smoothing (06_export's sweep), else 3 of 4
+    n: int | None = None
+    margin: float | None = None  # logits; None as k
     reconnects: int = 3
     retry_s: float = 1.0
     timeout_ms: int = 5000
@@ -136,6 +136,8 @@ class MonitorResult:
     out: Path | None = None
     card: dict[str, Any] = field(default_factory=dict)
     snapshots: list[np.ndarray] = field(default_factory=list)
+    smoothing: dict[str, Any] = field(default_factory=dict)  # k, n, margin, source
+    threshold: float = 0.5
 
 
 def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
@@ -153,7 +155,8 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
         check_output_file(cfg.out, inputs, "--out")
     model = load_predictor(cfg.model, threads=cfg.threads)
     threshold = cfg.threshold if cfg.threshold is not None else model.decision_threshold
-    smoother = Smoother(threshold, cfg.k, cfg.n, cfg.margin)
+    smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin)
+    smoother = Smoother(threshold, smoothing["k"], smoothing["n"], smoothing["margin"])
     stats = MonitorStats(source=str(cfg.source), live=bool(cfg.live))
     reader = _Reader(
         str(cfg.source),
@@ -255,7 +258,15 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
         reader.close()
     if stats.frames_read == 0:
         raise BarsalignError(f"source {cfg.source} gave no frames")
-    return MonitorResult(stats, records, Path(cfg.out) if cfg.out else None, model.card, snapshots)
+    return MonitorResult(
+        stats,
+        records,
+        Path(cfg.out) if cfg.out else None,
+        model.card,
+        snapshots,
+        smoothing,
+        threshold,
+    )
 
 
 def clip_truth(clip: str | Path) -> list[int] | None:

@@ -1,4 +1,5 @@
-"""`barsalign synth`: render the default data set, or a look's small labelled sets (`--look`)."""
+"""`barsalign synth`: render the default data set, a look's small labelled sets (`--look`), or a
+shift of video with per-frame truth (`--shift`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from barsalign.config import LOOKS_DIR, SYNTH_DIR
+from barsalign.config import DATA_DIR, LOOKS_DIR, SYNTH_DIR
 from barsalign.errors import BarsalignError
 from barsalign.synth.dataset import render_dataset, render_look_sets
 from barsalign.synth.looks import LOOKS, get_look
 from barsalign.synth.scenes import SynthConfig
+from barsalign.synth.shift import ShiftConfig, render_shift
 
 _DEFAULT_SET_FLAGS = (
     "n_example",
@@ -25,6 +27,9 @@ _DEFAULT_SET_FLAGS = (
 
 
 _LOOK_FLAGS = ("n_train", "n_val", "n_test")
+
+
+_SHIFT_FLAGS = ("minutes", "fps")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +47,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"render a look's small labelled train/val/test sets: {', '.join(LOOKS)}",
     )
+    p.add_argument(
+        "--shift",
+        action="store_true",
+        help=f"render a shift of video at the stopper with per-frame truth into "
+        f"{DATA_DIR}/shift (idle table, bars rolling in, pushes, day to night)",
+    )
+    p.add_argument(
+        "--minutes", type=float, default=None, help=f"with --shift ({ShiftConfig.minutes:g})"
+    )
+    p.add_argument("--fps", type=int, default=None, help=f"with --shift ({ShiftConfig.fps})")
     p.add_argument("--seed", type=int, default=0)
     for split, n in (("train", 300), ("val", 120), ("test", 300)):
         p.add_argument(f"--n-{split}", type=int, default=None, help=f"with --look: {n}")
@@ -89,6 +104,10 @@ def _flags(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 def _cli(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise BarsalignError(f"--workers must be >= 1, got {args.workers}")
+    if args.shift:
+        return _shift(args)
+    if given := _flags(args, _SHIFT_FLAGS):
+        raise BarsalignError(f"{', '.join(given)}: only with --shift")
     if args.look is not None:
         get_look(args.look)
         if given := _flags(args, _DEFAULT_SET_FLAGS):
@@ -110,15 +129,11 @@ def _cli(args: argparse.Namespace) -> int:
         return 0
     if given := _flags(args, _LOOK_FLAGS):
         raise BarsalignError(f"{', '.join(given)}: only with --look NAME")
+    width, height = _size(args.size)
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
-    size = pick(args.size, "1152x864")
-    try:
-        width, height = (int(x) for x in size.lower().split("x"))
-    except ValueError:
-        raise BarsalignError(f"--size must look like 1152x864, got {size!r}") from None
     d = SynthConfig
     cfg = SynthConfig(
         seed=args.seed,
@@ -135,4 +150,36 @@ def _cli(args: argparse.Namespace) -> int:
     )
     out = args.out or SYNTH_DIR
     render_dataset(out, cfg, workers=args.workers, overwrite=args.overwrite, progress=True)
+    return 0
+
+
+def _size(size: str | None) -> tuple[int, int]:
+    size = size or "1152x864"
+    try:
+        width, height = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise BarsalignError(f"--size must look like 1152x864, got {size!r}") from None
+    return width, height
+
+
+def _shift(args: argparse.Namespace) -> int:
+    others = ("aligned_fraction", *_LOOK_FLAGS, *(f for f in _DEFAULT_SET_FLAGS if f != "size"))
+    if args.look is not None or (given := _flags(args, others)):
+        flags = ["--look"] if args.look is not None else given
+        raise BarsalignError(f"{', '.join(flags)}: not with --shift")
+    width, height = _size(args.size)
+    fields = {"minutes": args.minutes, "fps": args.fps}
+    cfg = ShiftConfig(
+        seed=args.seed,
+        width=width,
+        height=height,
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    render_shift(
+        args.out or DATA_DIR / "shift",
+        cfg,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=True,
+    )
     return 0
