@@ -57,10 +57,12 @@ def order_frames(
     suspects: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[list[str], dict[str, float]]:
     """Order frames: "index", "index_desc", "random" (seeded), "uncertain" (score near 0.5
-    first) or "suspect" (the `suspects` first, in their rank order, then the rest by index).
+    first), "suspect" or "pseudo" (the `suspects` first, in their order, then the rest by index).
 
     `score` maps paths to P(aligned); `suspects` are (path, out-of-fold P(aligned)) pairs from
-    `label_quality.read_suspects`. Returns the ordered paths and the scores (empty if unused).
+    `label_quality.read_suspects`, or for "pseudo" (path, confidence) pairs of the pseudo-labels,
+    least confident first (`active.pseudo_labelled`). Returns the ordered paths and the scores
+    (empty if unused).
     """
     paths = [str(p) for p in paths]
 
@@ -78,7 +80,9 @@ def order_frames(
             raise BarsalignError("order 'uncertain' needs a scoring function (a checkpoint)")
         s = dict(zip(paths, (float(x) for x in score(paths)), strict=True))
         return sorted(paths, key=lambda p: abs(s[p] - 0.5)), s
-    if order == "suspect":
+    if order in ("suspect", "pseudo"):
+        if suspects is None and order == "pseudo":
+            raise BarsalignError("order 'pseudo' needs the pseudo-labels (active.pseudo_labelled)")
         if suspects is None:
             raise BarsalignError(
                 "order 'suspect' needs a suspects file (`barsalign suspects --data DIR`)"
@@ -90,7 +94,7 @@ def order_frames(
         rest = sorted((p for p in paths if p not in first), key=key)
         return [*first, *rest], first
     raise BarsalignError(
-        f"unknown order {order!r}; use index, index_desc, random, uncertain or suspect"
+        f"unknown order {order!r}; use index, index_desc, random, uncertain, suspect or pseudo"
     )
 
 
@@ -134,6 +138,12 @@ class Labeler:
         images = in_range(images, start, end)
         todo = store.pending(images)
         suspects = None
+        if order == "pseudo":
+            from barsalign.active import pseudo_labelled
+
+            mine = set(images)
+            suspects = [(p, c) for p, c in pseudo_labelled(store) if p in mine]
+            todo = [p for p, _ in suspects] + todo
         if order == "suspect" and suspects_file is not None:
             from barsalign.label_quality import read_suspects
 
@@ -147,6 +157,7 @@ class Labeler:
             again = {os.path.realpath(p) for p, _ in suspects} - reviewed
             pending = set(todo)
             todo = [p for p in images if p in pending or os.path.realpath(p) in again]
+        self.order = order
         self.queue, self.scores = order_frames(todo, order, seed, score, suspects)
         self.pos = 0
         self.history: list[str] = []
@@ -276,8 +287,9 @@ class Labeler:
         self._w["bar"].value = self.pos
         s = self.stats()
         p = self.current
+        what = "pseudo-label confidence" if self.order == "pseudo" else "model P(aligned)"
         self._w["guess"].value = (
-            f"model P(aligned) = {self.scores[p]:.2f}" if p is not None and p in self.scores else ""
+            f"{what} = {self.scores[p]:.2f}" if p is not None and p in self.scores else ""
         )
         if data is not None and not self.stopped:
             self._w["info"].value = (
@@ -463,13 +475,14 @@ class LabelConfig:
 
 def simulate(lab: Labeler, truth: dict[str, str], n: int, error_rate: float, seed: int = 0) -> int:
     """A simulated annotator: press the key for the true class (wrong with `error_rate`)."""
+    from barsalign.active import noisy_answer
+
     rng = random.Random(seed)
     inv = {v: k for k, v in KEYS.items()}
     done = 0
     while done < n and lab.current is not None:
-        cls = truth[lab.current]
-        if rng.random() < error_rate:
-            cls = "not_aligned" if cls == "aligned" else "aligned"
+        right = int(truth[lab.current] == "aligned")
+        cls = "aligned" if noisy_answer(right, rng, error_rate) else "not_aligned"
         if lab.press(inv[cls]) in CLASSES:
             done += 1
     return done

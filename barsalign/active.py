@@ -1,0 +1,290 @@
+"""Active learning and pseudo-labels on frozen embeddings: fewer human labels for a model.
+
+The loop, headless: label a seed batch (stratified by session or clip, or random) → fit a
+model → rank the unlabelled pool → label the next batch → repeat. The loop's model is the fast
+probe of `barsalign.label_quality` (a logistic regression on the frozen Lite0 features of the
+stopper region, cached in the frame cache by content): refitting it takes a second, where one
+fine-tune takes about ten minutes of a 2-core CPU, so a fine-tune per round does not fit. The
+last step is `barsalign train` on the final labels.
+
+Strategies (`STRATEGIES`): "random"; "uncertainty", the probe's score nearest the threshold;
+"diverse", k-center greedy over the embeddings among the `shortlist` × batch most uncertain
+frames, so one batch is not fifty near-twins of one clip.
+
+Pseudo-labels: `propagate` spreads the labels over a k-nearest-neighbour graph of the
+embeddings (scikit-learn's LabelSpreading) and gives each unlabelled frame a label and a
+confidence; `write_pseudo` records only the confident ones in the label store under the
+annotator "pseudo", never over a label already given, and `undo_pseudo` takes them back in one
+step (all of them, or the last batch). The labeler's order "pseudo" reviews them, least
+confident first.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barsalign.errors import BarsalignError
+from barsalign.label_quality import fit_probe
+from barsalign.labelstore import LabelStore, by_annotator
+
+STRATEGIES = ("random", "uncertainty", "diverse")
+PSEUDO_ANNOTATOR = "pseudo"
+NAMES = {1: "aligned", 0: "not_aligned"}
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the loop picks frames and fits its probe.
+
+    Args:
+        strategy: one of `STRATEGIES`.
+        batch_size: frames per batch (the seed batch too).
+        stratify: the seed batch is spread round-robin over the groups (sessions or clips)
+            when True, drawn at random otherwise.
+        shortlist: "diverse" chooses its batch among this many batches' worth of the most
+            uncertain frames.
+        threshold: the probe's decision threshold; "uncertainty" asks about scores nearest it.
+        C: inverse L2 strength of the probe (`label_quality.fit_probe`).
+    """
+
+    strategy: str = "diverse"
+    batch_size: int = 50
+    stratify: bool = True
+    shortlist: int = 4
+    threshold: float = 0.5
+    C: float = 0.001
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise BarsalignError(
+                f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}"
+            )
+        if self.batch_size < 1 or self.shortlist < 1:
+            raise BarsalignError("batch_size and shortlist must be >= 1")
+        if not 0 < self.threshold < 1:
+            raise BarsalignError(f"threshold must lie in (0, 1), not {self.threshold}")
+
+
+def seed_batch(groups: Sequence[str], n: int, rng: random.Random, stratify: bool) -> list[int]:
+    """`n` frame indices: round-robin over the groups in random order (one random frame of
+    each group in turn) when `stratify`, else a plain random sample."""
+    n = min(n, len(groups))
+    if not stratify:
+        return rng.sample(range(len(groups)), n)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    queues = list(members.values())
+    rng.shuffle(queues)
+    for q in queues:
+        rng.shuffle(q)
+    out: list[int] = []
+    while len(out) < n:
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop())
+    return out
+
+
+def reduce(features: np.ndarray, dims: int = 64, seed: int = 0) -> np.ndarray:
+    """Standardised features projected on their first `dims` principal components: the space
+    the distances of "diverse" and of the propagation's neighbours are measured in."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(features)
+    dims = min(dims, x.shape[0], x.shape[1])
+    return PCA(n_components=dims, random_state=seed).fit_transform(x)
+
+
+def k_center_greedy(space: np.ndarray, candidates: Sequence[int], labelled: Sequence[int], n: int):
+    """`n` of the `candidates`, each the farthest (Euclidean in `space`) from the labelled
+    frames and those picked before it (Sener & Savarese 2018)."""
+    cand = np.asarray(candidates, dtype=int)
+    if len(cand) <= n:
+        return cand.tolist()
+    if len(labelled):
+        d = np.min(
+            np.linalg.norm(space[cand][:, None, :] - space[np.asarray(labelled)][None], axis=2),
+            axis=1,
+        )
+    else:
+        d = np.full(len(cand), np.inf)
+    picked: list[int] = []
+    for _ in range(n):
+        j = int(np.argmax(d))
+        picked.append(int(cand[j]))
+        d = np.minimum(d, np.linalg.norm(space[cand] - space[cand[j]], axis=1))
+        d[j] = -1.0
+    return picked
+
+
+def next_batch(
+    cfg: LoopConfig,
+    scores: np.ndarray | None,
+    labelled: Sequence[int],
+    space: np.ndarray,
+    rng: random.Random,
+) -> list[int]:
+    """The next batch of unlabelled indices by `cfg.strategy`; random while there is no model
+    (`scores` None)."""
+    taken = set(labelled)
+    pool = [i for i in range(len(space)) if i not in taken]
+    n = min(cfg.batch_size, len(pool))
+    if scores is None or cfg.strategy == "random":
+        return rng.sample(pool, n)
+    margin = np.abs(scores[pool] - cfg.threshold)
+    ranked = [pool[j] for j in np.argsort(margin, kind="stable")]
+    if cfg.strategy == "uncertainty":
+        return ranked[:n]
+    return k_center_greedy(space, ranked[: n * cfg.shortlist], list(labelled), n)
+
+
+@dataclass
+class ActiveLoop:
+    """The loop over one pool of embedded frames: which are labelled, the probe, the next batch.
+
+    Labels come in through `add` (from an annotator, simulated or not); `fit` refits the probe
+    on them and scores the pool; `propose` names the next batch.
+    """
+
+    features: np.ndarray
+    groups: Sequence[str]
+    cfg: LoopConfig = field(default_factory=LoopConfig)
+    labels: dict[int, int] = field(default_factory=dict)
+    probe: Any = None
+    scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.groups):
+            raise BarsalignError(
+                f"{len(self.features)} embeddings but {len(self.groups)} groups: one each"
+            )
+        self.rng = random.Random(self.cfg.seed)
+        self.space = reduce(self.features, seed=self.cfg.seed)
+
+    def propose(self) -> list[int]:
+        """The next batch: the seed batch first, then by the strategy."""
+        if not self.labels:
+            return seed_batch(self.groups, self.cfg.batch_size, self.rng, self.cfg.stratify)
+        return next_batch(self.cfg, self.scores, list(self.labels), self.space, self.rng)
+
+    def add(self, answers: dict[int, int]) -> None:
+        self.labels.update({int(i): int(y) for i, y in answers.items()})
+
+    def fit(self) -> Any:
+        """Refit the probe on the labels so far and score the pool (no model while the labels
+        hold one class only; the next batch is then drawn at random)."""
+        idx = np.fromiter(self.labels, dtype=int)
+        y = np.array([self.labels[i] for i in idx])
+        if len(set(y.tolist())) < 2:
+            self.probe, self.scores = None, None
+            return None
+        self.probe = fit_probe(self.features[idx], y, self.cfg.C)
+        self.scores = self.probe.predict_proba(self.features)[:, 1]
+        return self.probe
+
+    def status(self) -> dict[str, Any]:
+        """Where the loop stands: labels so far, and what picks the next batch."""
+        by = "the seed batch" if not self.labels else self.cfg.strategy
+        if self.labels and self.scores is None:
+            by = "random (the labels hold one class only)"
+        return {"labels": len(self.labels), "next_by": by}
+
+
+def noisy_answer(true_label: int, rng: random.Random, error_rate: float) -> int:
+    """A simulated annotator's answer: the truth, flipped with probability `error_rate`."""
+    return 1 - true_label if rng.random() < error_rate else true_label
+
+
+def run_loop(
+    loop: ActiveLoop,
+    truth: np.ndarray,
+    budgets: Sequence[int],
+    on_budget: Callable[[int, ActiveLoop], None],
+    error_rate: float = 0.0,
+) -> None:
+    """Drive `loop` with a simulated annotator (the truth, wrong with `error_rate`) until the
+    largest budget; `on_budget(n, loop)` is called, probe fitted, each time n labels are in."""
+    rng = random.Random(loop.cfg.seed + 7919)
+    todo = sorted(b for b in set(budgets) if b <= len(truth))
+    while todo:
+        batch = loop.propose()[: todo[0] - len(loop.labels)]
+        if not batch:
+            break
+        loop.add({i: noisy_answer(int(truth[i]), rng, error_rate) for i in batch})
+        loop.fit()
+        if len(loop.labels) >= todo[0]:
+            on_budget(todo.pop(0), loop)
+
+
+def propagate(
+    space: np.ndarray, labels: dict[int, int], k: int = 10, alpha: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label spreading over the k-nearest-neighbour graph of `space`: each frame's proposed
+    label (1 aligned) and its confidence (the spread label distribution's larger share)."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    y = np.full(len(space), -1)
+    for i, lab in labels.items():
+        y[i] = lab
+    if len(set(labels.values())) < 2:
+        raise BarsalignError("label propagation needs labelled frames of both classes")
+    model = LabelSpreading(kernel="knn", n_neighbors=k, alpha=alpha, max_iter=100)
+    model.fit(space, y)
+    dist = np.nan_to_num(model.label_distributions_, nan=0.5)
+    proposed = model.classes_[np.argmax(dist, axis=1)]
+    return proposed.astype(int), dist.max(axis=1)
+
+
+def confident(
+    labels: dict[int, int], proposed: np.ndarray, conf: np.ndarray, min_confidence: float
+) -> dict[int, tuple[int, float]]:
+    """The unlabelled frames whose proposal is at least `min_confidence` sure: index →
+    (label, confidence)."""
+    return {
+        int(i): (int(proposed[i]), float(conf[i]))
+        for i in np.flatnonzero(conf >= min_confidence)
+        if int(i) not in labels
+    }
+
+
+# -- pseudo-labels in the label store -------------------------------------------------------
+def write_pseudo(
+    labels_dir: str | Path, pseudo: dict[str, tuple[int, float]], batch: str | None = None
+) -> tuple[str, list[str]]:
+    """Record pseudo-labels (path → (label, confidence)) under the annotator "pseudo" as one
+    batch; a frame labelled already (by a person or an earlier batch) is left as it is.
+    Returns the batch name and the paths recorded."""
+    store = LabelStore(labels_dir, annotator=PSEUDO_ANNOTATOR)
+    batch = batch or time.strftime("pseudo-%Y%m%dT%H%M%S")
+    rows = [(p, NAMES[lab], {"confidence": round(c, 4)}) for p, (lab, c) in pseudo.items()]
+    return batch, store.label_batch(rows, batch)
+
+
+def undo_pseudo(labels_dir: str | Path, last_batch_only: bool = False) -> list[str]:
+    """Take back every pseudo-label (or the last batch's) in one step; human labels stay."""
+    store = LabelStore(labels_dir, annotator=PSEUDO_ANNOTATOR)
+    return store.undo_batch("last" if last_batch_only else None)
+
+
+def pseudo_labelled(store: LabelStore) -> list[tuple[str, float]]:
+    """(path, confidence) of the frames whose live label is a pseudo-label no person has
+    given since, least confident first: the labeler's order "pseudo"."""
+    live = store.labeled()
+    mine = by_annotator(store).get(PSEUDO_ANNOTATOR, {})
+    conf = {}
+    for e in store.entries():
+        if e["annotator"] == PSEUDO_ANNOTATOR and e["action"] == "label":
+            conf[store.to_local(e["path"])] = float(e.get("confidence", 0.0))
+    people = {p for a, labs in by_annotator(store).items() if a != PSEUDO_ANNOTATOR for p in labs}
+    rows = [(p, conf.get(p, 0.0)) for p, c in mine.items() if p not in people and live.get(p) == c]
+    return sorted(rows, key=lambda r: (r[1], r[0]))
