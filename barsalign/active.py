@@ -105,17 +105,18 @@ def reduce(features: np.ndarray, dims: int = 64, seed: int = 0) -> np.ndarray:
     return PCA(n_components=dims, random_state=seed).fit_transform(x)
 
 
-def k_center_greedy(space: np.ndarray, candidates: Sequence[int], labelled: Sequence[int], n: int):
+def k_center_greedy(
+    space: np.ndarray, candidates: Sequence[int], labelled: Sequence[int], n: int
+) -> list[int]:
     """`n` of the `candidates`, each the farthest (Euclidean in `space`) from the labelled
     frames and those picked before it (Sener & Savarese 2018)."""
+    from sklearn.metrics import pairwise_distances
+
     cand = np.asarray(candidates, dtype=int)
     if len(cand) <= n:
         return cand.tolist()
     if len(labelled):
-        d = np.min(
-            np.linalg.norm(space[cand][:, None, :] - space[np.asarray(labelled)][None], axis=2),
-            axis=1,
-        )
+        d = pairwise_distances(space[cand], space[np.asarray(labelled)]).min(axis=1)
     else:
         d = np.full(len(cand), np.inf)
     picked: list[int] = []
@@ -153,7 +154,8 @@ class ActiveLoop:
     """The loop over one pool of embedded frames: which are labelled, the probe, the next batch.
 
     Labels come in through `add` (from an annotator, simulated or not); `fit` refits the probe
-    on them and scores the pool; `propose` names the next batch.
+    on them and scores the pool; `propose` names the next batch. `space` (the reduced
+    embeddings, `reduce`) may be given to share it between loops over the same pool.
     """
 
     features: np.ndarray
@@ -162,6 +164,8 @@ class ActiveLoop:
     labels: dict[int, int] = field(default_factory=dict)
     probe: Any = None
     scores: np.ndarray | None = None
+    space: np.ndarray | None = None
+    batches: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.groups):
@@ -169,7 +173,8 @@ class ActiveLoop:
                 f"{len(self.features)} embeddings but {len(self.groups)} groups: one each"
             )
         self.rng = random.Random(self.cfg.seed)
-        self.space = reduce(self.features, seed=self.cfg.seed)
+        if self.space is None:
+            self.space = reduce(self.features, seed=self.cfg.seed)
 
     def propose(self) -> list[int]:
         """The next batch: the seed batch first, then by the strategy."""
@@ -178,7 +183,9 @@ class ActiveLoop:
         return next_batch(self.cfg, self.scores, list(self.labels), self.space, self.rng)
 
     def add(self, answers: dict[int, int]) -> None:
+        """Record one batch of answers (frame index → label, 1 aligned)."""
         self.labels.update({int(i): int(y) for i, y in answers.items()})
+        self.batches.append([int(i) for i in answers])
 
     def fit(self) -> Any:
         """Refit the probe on the labels so far and score the pool (no model while the labels
@@ -288,3 +295,104 @@ def pseudo_labelled(store: LabelStore) -> list[tuple[str, float]]:
     people = {p for a, labs in by_annotator(store).items() if a != PSEUDO_ANNOTATOR for p in labs}
     rows = [(p, conf.get(p, 0.0)) for p, c in mine.items() if p not in people and live.get(p) == c]
     return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+# -- the loop inside the live labeler ---------------------------------------------------------
+class LiveLoop:
+    """The loop beside the live labeler: the probe is refitted in a background thread
+    (concurrent.futures) every `retrain_every` labels, so a key press never waits for it.
+
+    Args:
+        paths: the pool's frames, in the order of `features` (the labeler's images).
+        features: their embeddings (`label_quality.region_features`).
+        val_features, val_labels: a labelled validation set (the example set), whose F0.5 at
+            the threshold the status shows; None shows none.
+        fit: fits a probe on (features, labels); `label_quality.fit_probe` by default.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        features: np.ndarray,
+        cfg: LoopConfig | None = None,
+        groups: Sequence[str] | None = None,
+        val_features: np.ndarray | None = None,
+        val_labels: np.ndarray | None = None,
+        retrain_every: int = 50,
+        fit: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.paths = [str(p) for p in paths]
+        self.index = {p: i for i, p in enumerate(self.paths)}
+        self.loop = ActiveLoop(features, groups or self.paths, cfg or LoopConfig())
+        self.val = (val_features, val_labels)
+        self.retrain_every = max(1, retrain_every)
+        self._fit = fit or (lambda x, y: fit_probe(x, y, self.loop.cfg.C))
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._future: Any = None
+        self._fitted_at = -1
+        self.val_f05: float | None = None
+        self.batch: list[str] = []
+
+    @property
+    def busy(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def update(self, labelled: dict[str, str]) -> bool:
+        """Take the store's labels (path → class); start a retrain in the background when
+        `retrain_every` new ones came in since the last and none is running. True if started."""
+        self.loop.labels = {
+            self.index[p]: int(c == "aligned")
+            for p, c in labelled.items()
+            if p in self.index and c in ("aligned", "not_aligned")
+        }
+        n = len(self.loop.labels)
+        if self._future is not None:  # running, or finished and its batch not yet taken
+            return False
+        if self._fitted_at >= 0 and n - self._fitted_at < self.retrain_every:
+            return False
+        if len({*self.loop.labels.values()}) < 2:
+            return False
+        idx = np.fromiter(self.loop.labels, dtype=int)
+        y = np.array([self.loop.labels[i] for i in idx])
+        self._fitted_at = n
+        self._future = self._pool.submit(self._retrain, idx, y)
+        return True
+
+    def _retrain(self, idx: np.ndarray, y: np.ndarray) -> list[str]:
+        from barsalign.metrics import binary_metrics
+
+        probe = self._fit(self.loop.features[idx], y)
+        scores = probe.predict_proba(self.loop.features)[:, 1]
+        vx, vy = self.val
+        f05 = None
+        if vx is not None and vy is not None:
+            s = probe.predict_proba(vx)[:, 1]
+            f05 = float(binary_metrics(vy, s, self.loop.cfg.threshold)["f05"])
+        labelled = list(idx)
+        batch = next_batch(self.loop.cfg, scores, labelled, self.loop.space, self.loop.rng)
+        self.loop.probe, self.loop.scores, self.val_f05 = probe, scores, f05
+        return [self.paths[i] for i in batch]
+
+    def next_first(self, pending: list[str]) -> list[str] | None:
+        """`pending` with the newest batch first, once a retrain has finished (None before, or
+        when that batch was taken already); called on the labeler's thread."""
+        if self._future is None or not self._future.done():
+            return None
+        fut, self._future = self._future, None
+        self.batch = fut.result()
+        first = [p for p in self.batch if p in set(pending)]
+        rest = set(first)
+        return first + [p for p in pending if p not in rest]
+
+    def status(self) -> str:
+        """One line for the labeler: labels so far, validation F0.5, what picks the next batch."""
+        n = len(self.loop.labels)
+        f05 = "–" if self.val_f05 is None else f"{self.val_f05:.3f}"
+        by = self.loop.cfg.strategy if self._fitted_at >= 0 else "the labeler's order (no model)"
+        busy = " · retraining…" if self.busy else ""
+        return f"loop: {n} labels · probe val F0.5 {f05} · next batch by {by}{busy}"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -44,6 +45,9 @@ from barsalign.outputs import (
     is_within,
     os_error,
 )
+
+if TYPE_CHECKING:
+    from barsalign.active import LiveLoop
 
 KEYS = {"ArrowRight": "aligned", "ArrowLeft": "not_aligned", "ArrowDown": "skipped"}
 MARKS = {"aligned": "✓", "not_aligned": "✗", "skipped": "↷", "unreadable": "⚠"}
@@ -130,11 +134,15 @@ class Labeler:
         width: int = 640,
         prefetch: int = 4,
         suspects_file: str | Path | None = None,
+        loop: LiveLoop | None = None,
     ) -> None:
         """With order "suspect", the suspects in `suspects_file` (`barsalign suspects`) come
         first, labelled already or not, so relabelling one is one key; a suspect labelled in
-        `store` after the file was written counts as reviewed and is not queued again."""
+        `store` after the file was written counts as reviewed and is not queued again.
+        With a `loop` (`active.LiveLoop`), its probe is refitted in the background as labels
+        come in, and each batch it picks is put first in the queue once it is ready."""
         self.store, self.width, self.prefetch = store, width, prefetch
+        self.loop = loop
         images = in_range(images, start, end)
         todo = store.pending(images)
         suspects = None
@@ -229,6 +237,11 @@ class Labeler:
         self.counts[cls] += 1
         self.n_session += 1
         self.pos += 1
+        if self.loop is not None:  # a retrain runs in the loop's thread, never here
+            self.loop.update(self.store.labeled())
+            first = self.loop.next_first(self.queue[self.pos :])
+            if first is not None:
+                self.queue[self.pos :] = first
         self._warm()
         self.view()  # the next frame is ready (an unreadable one is recorded and passed)
         self._render(MARKS[cls])
@@ -296,6 +309,7 @@ class Labeler:
                 f"{p} — ✓ {s['aligned']} ✗ {s['not_aligned']} ↷ {s['skipped']} "
                 f"⚠ {s['unreadable']} · {s['per_min']:.0f}/min · {s['left']} left, "
                 f"~{s['eta_min']:.1f} min"
+                + (f"<br>{self.loop.status()}" if self.loop is not None else "")
             )
 
 

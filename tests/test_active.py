@@ -164,3 +164,57 @@ def test_labeler_order_pseudo_reviews_least_confident_first(tmp_path: Path) -> N
     assert [p for p, _ in pseudo_labelled(store)] == [frames[0]]
     undo_pseudo(tmp_path / "labels")
     assert LabelStore(tmp_path / "labels").labeled() == {frames[1]: "aligned"}
+
+
+def test_labeler_keys_work_while_the_loop_retrains(tmp_path: Path) -> None:
+    import threading
+
+    from barsalign.active import LiveLoop
+    from barsalign.label_quality import fit_probe
+
+    d = tmp_path / "pool"
+    d.mkdir()
+    frames = []
+    for i in range(1, 41):
+        p = d / f"img_{i:05d}.jpg"
+        cv2.imwrite(str(p), np.full((96, 128, 3), i * 5, np.uint8))
+        frames.append(str(p))
+    rng = np.random.default_rng(0)
+    truth = np.array([i % 2 for i in range(40)])
+    x = rng.normal(0, 1, (40, 8))
+    x[:, 0] += 3 * truth
+    go, started = threading.Event(), threading.Event()
+
+    def slow_fit(xs: np.ndarray, ys: np.ndarray):
+        started.set()
+        assert go.wait(30)  # the retrain is held here until the keys below were pressed
+        return fit_probe(xs, ys, 1.0)
+
+    live = LiveLoop(
+        frames,
+        x,
+        LoopConfig("uncertainty", 5),
+        val_features=x,
+        val_labels=truth,
+        retrain_every=4,
+        fit=slow_fit,
+    )
+    lab = Labeler(frames, LabelStore(tmp_path / "labels", annotator="ann"), loop=live)
+    lab.show()
+    keys = {1: "ArrowRight", 0: "ArrowLeft"}
+    for i in range(4):
+        lab.press(keys[truth[i]])
+    assert started.wait(30) and live.busy
+    shown = lab._w["img"].value
+    for i in range(4, 7):  # the retrain is still running: keys label and move on all the same
+        assert lab.press(keys[truth[i]]) in ("aligned", "not_aligned")
+        assert lab.current == frames[i + 1] and live.busy
+    assert lab._w["img"].value != shown and "retraining" in lab._w["info"].value
+    go.set()
+    live._future.result(timeout=30)
+    lab.press(keys[truth[7]])  # the finished batch goes first in the queue
+    assert lab.queue[lab.pos : lab.pos + 5] == live.batch and len(live.batch) == 5
+    assert not set(live.batch) & set(frames[:8])
+    assert live.val_f05 is not None and "probe val F0.5 0." in lab._w["info"].value
+    assert "next batch by uncertainty" in live.status()
+    live.close()
