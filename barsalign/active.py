@@ -105,6 +105,12 @@ def reduce(features: np.ndarray, dims: int = 64, seed: int = 0) -> np.ndarray:
     return PCA(n_components=dims, random_state=seed).fit_transform(x)
 
 
+def embedding_map(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 2-D map of the embeddings [N, 2] (PCA of the standardised features), for a cluster
+    view coloured by label or session."""
+    return reduce(features, dims=2, seed=seed)
+
+
 def k_center_greedy(
     space: np.ndarray, candidates: Sequence[int], labelled: Sequence[int], n: int
 ) -> list[int]:

@@ -11,7 +11,9 @@ added the confident pseudo-labels (`--min-confidence`), with their wrong rate ag
 truth. "all" is the probe on every pool frame labelled by the same annotator.
 
 The F0.5 is the probe's, not a fine-tuned network's: a fine-tune per point does not fit a
-2-core CPU. The region is the renderer's stopper box (what a user draws once per camera).
+2-core CPU. The region: on the default look the one `barsalign suspects` proposes from the
+pool's labels (5 % flipped, as benchmarks/label_noise.py; `--region stopper` takes the
+renderer's box), on another look the renderer's stopper box (drawn once per camera).
 
 Writes label_efficiency.json and label_efficiency.png into `--out` and prints the tables.
 Run: .venv/bin/python benchmarks/label_efficiency.py [--looks default left_low]
@@ -36,7 +38,25 @@ OUT = REPORTS_DIR / "label_efficiency"
 BUDGETS = (50, 100, 200, 300, 500, 1000)
 
 
-def look_data(name: str) -> dict[str, Any]:
+def proposed_region(pool: list[Any], out: Path) -> Any:
+    """The region `barsalign suspects` proposes from the pool's labels with 5 % of them flipped
+    (seed 0: what benchmarks/label_noise.py runs), so the features it cached serve here too;
+    kept in `out` (pickled: the cache key is the region's exact repr)."""
+    import pickle
+
+    from barsalign.label_quality import flip_labels
+    from barsalign.roi import propose_roi
+
+    memo = out / "roi_default.pkl"
+    if memo.is_file():
+        return pickle.loads(memo.read_bytes())
+    noisy, _ = flip_labels(pool, 0.05, 0)
+    roi = propose_roi([(it.path, it.label) for it in noisy], seed=0).roi
+    memo.write_bytes(pickle.dumps(roi))
+    return roi
+
+
+def look_data(name: str, region: str, out: Path) -> dict[str, Any]:
     """The pool (items, sessions), held-out items and the stopper region of one look."""
     from barsalign.data import Item, load_labels, metadata_rows
     from barsalign.evaluate import ensure_held_out, labelled_folder
@@ -46,7 +66,8 @@ def look_data(name: str) -> dict[str, Any]:
     if name == "default":
         pool = load_labels(pool_labels(ensure_default()))
         held = labelled_folder(ensure_held_out())
-        roi, test = STOPPER_ROI, "data/synthetic_test/example_set"
+        roi = STOPPER_ROI if region == "stopper" else proposed_region(pool, out)
+        test = "data/synthetic_test/example_set"
         where = "data/synthetic/train_set"
     else:  # the biggest rendered pool of the look: data/looks/NAME_<frames>, else NAME
         found = sorted(DATA_DIR.glob(f"looks/{name}_*/look.json")) + [
@@ -93,7 +114,7 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     from barsalign.label_quality import SuspectConfig, fit_probe, region_features
 
-    d = look_data(name)
+    d = look_data(name, args.region, Path(args.out))
     started = time.perf_counter()
     cfg = SuspectConfig(roi=d["roi"])
     x, _, _ = region_features(d["pool"], cfg)
@@ -153,6 +174,11 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 + " ".join(f"{k}:{row['curve'][k]:.3f}" for k in budgets if k in row["curve"]),
                 flush=True,
             )
+    map_plot(
+        name,
+        {"x": x, "truth": truth, "sessions": d["sessions"]},
+        Path(args.out) / f"map_{name}.png",
+    )
     out["all_mean"] = float(np.mean(out["all"]))
     out["all_truth_mean"] = float(np.mean(out["all_truth"]))
     out["summary"] = summarise(out, budgets, every)
@@ -248,6 +274,31 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def map_plot(name: str, look: dict[str, Any], path: Path) -> Path:
+    """The pool's embeddings on a 2-D PCA map, coloured by the truth and by session (static)."""
+    import matplotlib.pyplot as plt
+
+    from barsalign.active import embedding_map
+
+    xy = embedding_map(look["x"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    truth = np.asarray(look["truth"])
+    for lab, colour, text in ((0, "C3", "not aligned"), (1, "C2", "aligned")):
+        m = truth == lab
+        axes[0].scatter(xy[m, 0], xy[m, 1], s=4, c=colour, label=text, alpha=0.6)
+    sessions = sorted(set(look["sessions"]))
+    for k, sess in enumerate(sessions):
+        m = np.array([s == sess for s in look["sessions"]])
+        axes[1].scatter(xy[m, 0], xy[m, 1], s=4, color=f"C{k % 10}", label=sess, alpha=0.6)
+    for ax, what in zip(axes, ("truth", "session"), strict=True):
+        ax.set_title(f"{name}: pool embeddings (PCA), by {what}")
+        ax.legend(fontsize=7, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--looks", nargs="+", default=["default", "left_low"])
@@ -256,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--error-rate", type=float, default=0.05, help="the annotator's wrong share")
     ap.add_argument("--min-confidence", type=float, default=0.9, help="pseudo-labels kept")
     ap.add_argument("--C", type=float, default=0.001, help="the probe's inverse L2 strength")
+    ap.add_argument(
+        "--region",
+        choices=("proposed", "stopper"),
+        default="proposed",
+        help="default look: the region `barsalign suspects` proposed (label_noise.py's, whose "
+        "features are cached) or the renderer's stopper box; a look always uses its box",
+    )
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     out = Path(args.out)
