@@ -215,6 +215,10 @@ def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict
 
 def table(name: str, res: dict[str, Any]) -> str:
     """The look's markdown table: mean held-out F0.5 per strategy and number of labels."""
+
+    def ints(d: dict) -> dict[int, Any]:  # JSON turns the budgets into strings
+        return {int(k): v for k, v in d.items()}
+
     summ = res["summary"]
     budgets = sorted({int(k) for s in summ.values() for k in s["f05"]})
     head = " | ".join(str(b) for b in budgets)
@@ -223,26 +227,30 @@ def table(name: str, res: dict[str, Any]) -> str:
         f"({res['held_out_frames']}); 'all' (every pool frame, same annotator) "
         f"{res['all_mean']:.3f} (truth labels {res['all_truth_mean']:.3f})",
         "",
-        f"| strategy | {head} | all | labels to all-0.01 | to 0.90 | clips per batch |",
-        "| --- | " + " | ".join("---" for _ in budgets) + " | --- | --- | --- | --- |",
+        f"| strategy | {head} | labels to all-0.01 | to 0.90 | clips per batch |",
+        "| --- | " + " | ".join("---" for _ in budgets) + " | --- | --- | --- |",
     ]
     for strategy, s in summ.items():
-        for label, curve in (("", s["f05"]), (" + pseudo", s["pseudo_f05"])):
-            cells = " | ".join(f"{curve[b]:.3f}" if b in curve else "-" for b in budgets)
+        sd = ints(s["f05_sd"])
+        for label, curve in (("", ints(s["f05"])), (" + pseudo", ints(s["pseudo_f05"]))):
+            cells = " | ".join(
+                (f"{curve[b]:.3f}" + (f" ±{sd[b]:.3f}" if not label else "")) if b in curve else "-"
+                for b in budgets
+            )
             extra = (
                 f"{s['labels_to_all'] or 'not reached'} | {s['labels_to_090'] or 'not reached'} "
                 f"| {s['clips_per_batch']:.1f}"
                 if not label
-                else "| |"
+                else " | |"
             )
-            lines.append(f"| {strategy}{label} | {cells} | {res['all_mean']:.3f} | {extra} |")
-    wrong = " ".join(
-        f"{b}:{s['pseudo_wrong_rate'][b]:.3f}({s['pseudo_n'][b]:.0f})"
-        for b in budgets
-        if s["pseudo_wrong_rate"].get(b) is not None
-        for s in [summ["diverse"]]
-    )
-    lines += ["", f"diverse's pseudo-labels, wrong rate vs truth (how many): {wrong}"]
+            lines.append(f"| {strategy}{label} | {cells} | {extra} |")
+    lines.append("")
+    for strategy, s in summ.items():
+        rate, n = ints(s["pseudo_wrong_rate"]), ints(s["pseudo_n"])
+        cells = ", ".join(
+            f"{b}: {rate[b]:.1%} of {n[b]:.0f}" for b in budgets if rate.get(b) is not None
+        )
+        lines.append(f"- {strategy}: pseudo-labels wrong vs the truth (of how many) {cells}")
     return "\n".join(lines)
 
 
@@ -315,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "features are cached) or the renderer's stopper box; a look always uses its box",
     )
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--table", help="only print the tables of a label_efficiency.json")
     args = ap.parse_args(argv)
+    if args.table:
+        for name, res in json.loads(Path(args.table).read_text())["looks"].items():
+            print("\n" + table(name, res))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
