@@ -289,6 +289,17 @@ def undo_pseudo(labels_dir: str | Path, last_batch_only: bool = False) -> list[s
     return store.undo_batch("last" if last_batch_only else None)
 
 
+def pseudo_error_rate(store: LabelStore, truth: dict[str, int]) -> tuple[float | None, int]:
+    """The share of the store's live pseudo-labels that the truth (path → 1 aligned, e.g.
+    `label_quality.synthetic_truth`) contradicts, and how many it could check."""
+    live = store.labeled()
+    checked = [(live[p], truth[p]) for p, _ in pseudo_labelled(store) if p in truth]
+    if not checked:
+        return None, 0
+    wrong = sum((cls == "aligned") != bool(t) for cls, t in checked)
+    return wrong / len(checked), len(checked)
+
+
 def pseudo_labelled(store: LabelStore) -> list[tuple[str, float]]:
     """(path, confidence) of the frames whose live label is a pseudo-label no person has
     given since, least confident first: the labeler's order "pseudo"."""
