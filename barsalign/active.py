@@ -356,6 +356,13 @@ class LiveLoop:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
+    def due(self, n_labels: int) -> bool:
+        """Whether `update` would start a retrain with `n_labels` labels (cheap: no store
+        read), or a finished one waits to be taken by `next_first`."""
+        if self._future is not None:
+            return self._future.done()
+        return self._fitted_at < 0 or n_labels - self._fitted_at >= self.retrain_every
+
     def update(self, labelled: dict[str, str]) -> bool:
         """Take the store's labels (path → class); start a retrain in the background when
         `retrain_every` new ones came in since the last and none is running. True if started."""

@@ -237,7 +237,8 @@ class Labeler:
         self.counts[cls] += 1
         self.n_session += 1
         self.pos += 1
-        if self.loop is not None:  # a retrain runs in the loop's thread, never here
+        n_labels = self.counts["aligned"] + self.counts["not_aligned"]
+        if self.loop is not None and self.loop.due(n_labels):  # retrains run in its thread
             self.loop.update(self.store.labeled())
             first = self.loop.next_first(self.queue[self.pos :])
             if first is not None:
