@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -45,6 +46,9 @@ from barsalign.outputs import (
     os_error,
 )
 
+if TYPE_CHECKING:
+    from barsalign.active import LiveLoop
+
 KEYS = {"ArrowRight": "aligned", "ArrowLeft": "not_aligned", "ArrowDown": "skipped"}
 MARKS = {"aligned": "✓", "not_aligned": "✗", "skipped": "↷", "unreadable": "⚠"}
 
@@ -57,10 +61,12 @@ def order_frames(
     suspects: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[list[str], dict[str, float]]:
     """Order frames: "index", "index_desc", "random" (seeded), "uncertain" (score near 0.5
-    first) or "suspect" (the `suspects` first, in their rank order, then the rest by index).
+    first), "suspect" or "pseudo" (the `suspects` first, in their order, then the rest by index).
 
     `score` maps paths to P(aligned); `suspects` are (path, out-of-fold P(aligned)) pairs from
-    `label_quality.read_suspects`. Returns the ordered paths and the scores (empty if unused).
+    `label_quality.read_suspects`, or for "pseudo" (path, confidence) pairs of the pseudo-labels,
+    least confident first (`active.pseudo_labelled`). Returns the ordered paths and the scores
+    (empty if unused).
     """
     paths = [str(p) for p in paths]
 
@@ -78,7 +84,9 @@ def order_frames(
             raise BarsalignError("order 'uncertain' needs a scoring function (a checkpoint)")
         s = dict(zip(paths, (float(x) for x in score(paths)), strict=True))
         return sorted(paths, key=lambda p: abs(s[p] - 0.5)), s
-    if order == "suspect":
+    if order in ("suspect", "pseudo"):
+        if suspects is None and order == "pseudo":
+            raise BarsalignError("order 'pseudo' needs the pseudo-labels (active.pseudo_labelled)")
         if suspects is None:
             raise BarsalignError(
                 "order 'suspect' needs a suspects file (`barsalign suspects --data DIR`)"
@@ -90,7 +98,7 @@ def order_frames(
         rest = sorted((p for p in paths if p not in first), key=key)
         return [*first, *rest], first
     raise BarsalignError(
-        f"unknown order {order!r}; use index, index_desc, random, uncertain or suspect"
+        f"unknown order {order!r}; use index, index_desc, random, uncertain, suspect or pseudo"
     )
 
 
@@ -126,14 +134,24 @@ class Labeler:
         width: int = 640,
         prefetch: int = 4,
         suspects_file: str | Path | None = None,
+        loop: LiveLoop | None = None,
     ) -> None:
         """With order "suspect", the suspects in `suspects_file` (`barsalign suspects`) come
         first, labelled already or not, so relabelling one is one key; a suspect labelled in
-        `store` after the file was written counts as reviewed and is not queued again."""
+        `store` after the file was written counts as reviewed and is not queued again.
+        With a `loop` (`active.LiveLoop`), its probe is refitted in the background as labels
+        come in, and each batch it picks is put first in the queue once it is ready."""
         self.store, self.width, self.prefetch = store, width, prefetch
+        self.loop = loop
         images = in_range(images, start, end)
         todo = store.pending(images)
         suspects = None
+        if order == "pseudo":
+            from barsalign.active import pseudo_labelled
+
+            mine = set(images)
+            suspects = [(p, c) for p, c in pseudo_labelled(store) if p in mine]
+            todo = [p for p, _ in suspects] + todo
         if order == "suspect" and suspects_file is not None:
             from barsalign.label_quality import read_suspects
 
@@ -147,6 +165,7 @@ class Labeler:
             again = {os.path.realpath(p) for p, _ in suspects} - reviewed
             pending = set(todo)
             todo = [p for p in images if p in pending or os.path.realpath(p) in again]
+        self.order = order
         self.queue, self.scores = order_frames(todo, order, seed, score, suspects)
         self.pos = 0
         self.history: list[str] = []
@@ -218,6 +237,12 @@ class Labeler:
         self.counts[cls] += 1
         self.n_session += 1
         self.pos += 1
+        n_labels = self.counts["aligned"] + self.counts["not_aligned"]
+        if self.loop is not None and self.loop.due(n_labels):  # retrains run in its thread
+            self.loop.update(self.store.labeled())
+            first = self.loop.next_first(self.queue[self.pos :])
+            if first is not None:
+                self.queue[self.pos :] = first
         self._warm()
         self.view()  # the next frame is ready (an unreadable one is recorded and passed)
         self._render(MARKS[cls])
@@ -276,14 +301,16 @@ class Labeler:
         self._w["bar"].value = self.pos
         s = self.stats()
         p = self.current
+        what = "pseudo-label confidence" if self.order == "pseudo" else "model P(aligned)"
         self._w["guess"].value = (
-            f"model P(aligned) = {self.scores[p]:.2f}" if p is not None and p in self.scores else ""
+            f"{what} = {self.scores[p]:.2f}" if p is not None and p in self.scores else ""
         )
         if data is not None and not self.stopped:
             self._w["info"].value = (
                 f"{p} — ✓ {s['aligned']} ✗ {s['not_aligned']} ↷ {s['skipped']} "
                 f"⚠ {s['unreadable']} · {s['per_min']:.0f}/min · {s['left']} left, "
                 f"~{s['eta_min']:.1f} min"
+                + (f"<br>{self.loop.status()}" if self.loop is not None else "")
             )
 
 
@@ -463,13 +490,14 @@ class LabelConfig:
 
 def simulate(lab: Labeler, truth: dict[str, str], n: int, error_rate: float, seed: int = 0) -> int:
     """A simulated annotator: press the key for the true class (wrong with `error_rate`)."""
+    from barsalign.active import noisy_answer
+
     rng = random.Random(seed)
     inv = {v: k for k, v in KEYS.items()}
     done = 0
     while done < n and lab.current is not None:
-        cls = truth[lab.current]
-        if rng.random() < error_rate:
-            cls = "not_aligned" if cls == "aligned" else "aligned"
+        right = int(truth[lab.current] == "aligned")
+        cls = "aligned" if noisy_answer(right, rng, error_rate) else "not_aligned"
         if lab.press(inv[cls]) in CLASSES:
             done += 1
     return done

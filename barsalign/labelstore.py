@@ -334,14 +334,7 @@ class LabelStore:
         with self._locked():
             self._repair_tail()
             self._refresh()
-            st: list[dict] = []
-            for e in self._entries:
-                if e["annotator"] != self.annotator:
-                    continue
-                if e["action"] == "label":
-                    st.append(e)
-                elif st:
-                    st.pop()
+            st = self._stack(self.annotator)
             if not st:
                 return None
             last = st[-1]
@@ -357,6 +350,101 @@ class LabelStore:
             )
             self._rebuild_class_files()
             return self.to_local(last["path"])
+
+    def label_batch(
+        self, rows: Iterable[tuple[str | Path, str, dict[str, Any]]], batch: str
+    ) -> list[str]:
+        """Record many labels under one lock and one fsync, each entry carrying `batch` and its
+        own extra fields (e.g. a confidence). A path that already has a live label, of any
+        annotator, is left out: a batch never overwrites a label. Returns the paths recorded."""
+        self._writable()
+        todo = []
+        for path, cls, extra in rows:
+            if cls not in CLASSES:
+                raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
+            sp = self.to_server(path)
+            why = path_problem(sp)
+            if why:
+                raise BarsalignError(f"cannot label {sp[:120]!r}: {why}")
+            todo.append((sp, cls, extra))
+        with self._locked():
+            self._repair_tail()
+            self._refresh()
+            live, _ = self._state()
+            now, new = time.time(), []
+            for sp, cls, extra in todo:
+                if sp in live:
+                    continue
+                live[sp] = cls
+                new.append(
+                    {
+                        **extra,
+                        "t": now,
+                        "seq": len(self._entries) + len(new),
+                        "annotator": self.annotator,
+                        "path": sp,
+                        "action": "label",
+                        "cls": cls,
+                        "batch": batch,
+                    }
+                )
+            if new:
+                text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in new)
+                _fsync_append(self.journal, text)
+                self._entries += new
+                self._lines += len(new)
+                self._offset = self.journal.stat().st_size
+                self._rebuild_class_files()
+        return [self.to_local(e["path"]) for e in new]
+
+    def undo_batch(self, batch: str | None = None) -> list[str]:
+        """Undo, in one step, this annotator's live labels of `batch` (its last batch when
+        "last", all of them when None), also labels made before a restart; returns their paths.
+        Labels of other annotators stay as they are."""
+        self._writable()
+        with self._locked():
+            self._repair_tail()
+            self._refresh()
+            st = self._stack(self.annotator)
+            if batch == "last":
+                batch = st[-1].get("batch") if st else None
+                if batch is None:
+                    return []
+            undone = []
+            while st and (batch is None or st[-1].get("batch") == batch):
+                undone.append(st.pop())
+            if not undone:
+                return []
+            now = time.time()
+            new = [
+                {
+                    "t": now,
+                    "seq": len(self._entries) + i,
+                    "annotator": self.annotator,
+                    "path": e["path"],
+                    "action": "undo",
+                    "cls": e["cls"],
+                }
+                for i, e in enumerate(undone)
+            ]
+            _fsync_append(self.journal, "".join(json.dumps(e) + "\n" for e in new))
+            self._entries += new
+            self._lines += len(new)
+            self._offset = self.journal.stat().st_size
+            self._rebuild_class_files()
+        return [self.to_local(e["path"]) for e in undone]
+
+    def _stack(self, annotator: str) -> list[dict]:
+        """The live label entries of one annotator, oldest first (its undos replayed)."""
+        st: list[dict] = []
+        for e in self._entries:
+            if e["annotator"] != annotator:
+                continue
+            if e["action"] == "label":
+                st.append(e)
+            elif st:
+                st.pop()
+        return st
 
     def labeled(self) -> dict[str, str]:
         """Local path -> class for every labelled frame (latest label wins)."""

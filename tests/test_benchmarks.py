@@ -143,3 +143,34 @@ def test_hard_pool_twins_pair_each_hard_scene_with_its_flush_twin(
     kinds = Counter((r["kind"], r["label"]) for r in extra)
     assert set(kinds) == {("hard", "not_aligned"), ("twin", "aligned")}, kinds
     assert kinds["hard", "not_aligned"] == kinds["twin", "aligned"] == 4
+
+
+def test_label_efficiency_counts_the_labels_each_strategy_needs() -> None:
+    bench = _bench_module("label_efficiency")
+
+    def run(strategy: str, seed: int, curve: list[float]) -> dict:
+        pseudo = {50: {"f05": curve[0] + 0.1, "n": 40 + seed, "wrong_rate": 0.1 * seed}}
+        return {
+            "strategy": strategy,
+            "seed": seed,
+            "curve": dict(zip((50, 100, 150), curve, strict=True)),
+            "pseudo": pseudo,
+            "clips_per_batch": 10.0 + seed,
+        }
+
+    res = {
+        "all_mean": 0.80,
+        "runs": [
+            run("random", 0, [0.5, 0.78, 0.80]),
+            run("random", 1, [0.5, 0.78, 0.78]),  # mean 0.79 at 150: within 0.01 of all
+            run("diverse", 0, [0.6, 0.80, 0.91]),
+            run("diverse", 1, [0.6, 0.78, 0.91]),
+        ],
+    }
+    s = bench.summarise(res, [50, 100], [50, 100, 150])
+    assert s["random"]["labels_to_all"] == 150 and s["random"]["labels_to_090"] is None
+    assert s["diverse"]["labels_to_all"] == 100 and s["diverse"]["labels_to_090"] == 150
+    assert s["diverse"]["f05"] == {50: pytest.approx(0.6), 100: pytest.approx(0.79)}
+    assert s["diverse"]["pseudo_f05"] == {50: pytest.approx(0.7)}
+    assert s["diverse"]["pseudo_wrong_rate"][50] == pytest.approx(0.05)
+    assert s["random"]["clips_per_batch"] == 10.5

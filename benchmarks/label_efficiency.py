@@ -1,0 +1,353 @@
+"""Label efficiency: held-out F0.5 of the probe against the number of human labels.
+
+For each look's pool (`--looks`: the synthetic default's 2400-frame pool, scored on the
+held-out set; a look of the renderer suite, `data/looks/NAME[_N]/train`, scored on its test
+split), the active-learning loop of `barsalign.active` runs with each strategy (random,
+uncertainty, diverse) and a simulated annotator (the renderer's truth, wrong with
+`--error-rate`), batches of 50, over `--seeds`. At each number of labels the loop's probe (a
+logistic regression on frozen Lite0 features of the stopper region, the features cached by
+content) is scored on the held-out frames at threshold 0.5, and again after label spreading
+added the confident pseudo-labels (`--min-confidence`), with their wrong rate against the
+truth. "all" is the probe on every pool frame labelled by the same annotator.
+
+The F0.5 is the probe's, not a fine-tuned network's: a fine-tune per point does not fit a
+2-core CPU. The region: on the default look the one `barsalign suspects` proposes from the
+pool's labels (5 % flipped, as benchmarks/label_noise.py; `--region stopper` takes the
+renderer's box), on another look the renderer's stopper box (drawn once per camera).
+
+Writes label_efficiency.json and label_efficiency.png into `--out` and prints the tables.
+Run: .venv/bin/python benchmarks/label_efficiency.py [--looks default left_low]
+         [--seeds 0 1 2] [--error-rate 0.05] [--out reports/label_efficiency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barsalign.config import DATA_DIR, REPORTS_DIR
+from barsalign.errors import BarsalignError
+
+OUT = REPORTS_DIR / "label_efficiency"
+BUDGETS = (50, 100, 200, 300, 500, 1000)
+
+
+def proposed_region(pool: list[Any], out: Path) -> Any:
+    """The region `barsalign suspects` proposes from the pool's labels with 5 % of them flipped
+    (seed 0: what benchmarks/label_noise.py runs), so the features it cached serve here too;
+    kept in `out` (pickled: the cache key is the region's exact repr)."""
+    import pickle
+
+    from barsalign.label_quality import flip_labels
+    from barsalign.roi import propose_roi
+
+    memo = out / "roi_default.pkl"
+    if memo.is_file():
+        return pickle.loads(memo.read_bytes())
+    noisy, _ = flip_labels(pool, 0.05, 0)
+    roi = propose_roi([(it.path, it.label) for it in noisy], seed=0).roi
+    memo.write_bytes(pickle.dumps(roi))
+    return roi
+
+
+def look_data(name: str, region: str, out: Path) -> dict[str, Any]:
+    """The pool (items, sessions), held-out items and the stopper region of one look."""
+    from barsalign.data import Item, load_labels, metadata_rows
+    from barsalign.evaluate import ensure_held_out, labelled_folder
+    from barsalign.synth import ensure_default, pool_labels
+    from barsalign.synth.geometry import STOPPER_ROI
+
+    if name == "default":
+        pool = load_labels(pool_labels(ensure_default()))
+        held = labelled_folder(ensure_held_out())
+        roi = STOPPER_ROI if region == "stopper" else proposed_region(pool, out)
+        test = "data/synthetic_test/example_set"
+        where = "data/synthetic/train_set"
+    else:  # the biggest rendered pool of the look: data/looks/NAME_<frames>, else NAME
+        found = sorted(DATA_DIR.glob(f"looks/{name}_*/look.json")) + [
+            DATA_DIR / "looks" / name / "look.json"
+        ]
+        stamp = next((p for p in found if p.is_file()), None)
+        if stamp is None:
+            raise BarsalignError(f"no rendered look {name}: run `barsalign synth --look {name}`")
+        root = stamp.parent
+        pool = load_labels(root / "train")
+        held = labelled_folder(root / "test")
+        roi = tuple(json.loads(stamp.read_text())["stopper_roi"])
+        where, test = str(root.relative_to(DATA_DIR.parent) / "train"), "its test split"
+    rows = metadata_rows([it.path for it in pool])
+    sessions = [str(rows.get(it.path.resolve(), {}).get("session", it.group)) for it in pool]
+    held_items = [Item(p, int(y), str(p)) for p, y in zip(held.paths, held.labels, strict=True)]
+    return {
+        "pool": pool,
+        "sessions": sessions,
+        "held": held_items,
+        "roi": roi,
+        "where": where,
+        "test": test,
+    }
+
+
+def f05(probe: Any, x: np.ndarray, y: np.ndarray) -> float:
+    from barsalign.metrics import binary_metrics
+
+    return float(binary_metrics(y, probe.predict_proba(x)[:, 1], 0.5)["f05"])
+
+
+def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every strategy and seed on one look: the curves, the pseudo-labels' quality, diversity."""
+    from barsalign.active import (
+        STRATEGIES,
+        ActiveLoop,
+        LoopConfig,
+        confident,
+        noisy_answer,
+        propagate,
+        reduce,
+        run_loop,
+    )
+    from barsalign.label_quality import SuspectConfig, fit_probe, region_features
+
+    d = look_data(name, args.region, Path(args.out))
+    started = time.perf_counter()
+    cfg = SuspectConfig(roi=d["roi"])
+    x, _, _ = region_features(d["pool"], cfg)
+    hx, _, _ = region_features(d["held"], cfg)
+    feature_s = time.perf_counter() - started
+    truth = np.array([it.label for it in d["pool"]])
+    hy = np.array([it.label for it in d["held"]])
+    clips = [it.group for it in d["pool"]]
+    space = reduce(x)
+    n = len(truth)
+    budgets = [b for b in args.budgets if b < n]
+    every = list(range(50, max(budgets) + 1, 50))
+    out: dict[str, Any] = {
+        "pool": d["where"],
+        "frames": n,
+        "aligned": int(truth.sum()),
+        "held_out": d["test"],
+        "held_out_frames": len(hy),
+        "roi": list(d["roi"]),
+        "feature_seconds": round(feature_s, 1),
+        "runs": [],
+    }
+    import random
+
+    for seed in args.seeds:
+        rng = random.Random(seed + 104729)
+        given = np.array([noisy_answer(int(t), rng, args.error_rate) for t in truth])
+        out.setdefault("all", []).append(f05(fit_probe(x, given, args.C), hx, hy))
+        out.setdefault("all_truth", []).append(f05(fit_probe(x, truth, args.C), hx, hy))
+        for strategy in STRATEGIES:
+            loop_cfg = LoopConfig(strategy=strategy, batch_size=50, C=args.C, seed=seed)
+            loop = ActiveLoop(x, d["sessions"], loop_cfg, space=space)
+            row: dict[str, Any] = {"strategy": strategy, "seed": seed, "curve": {}, "pseudo": {}}
+
+            def at(k: int, lp: ActiveLoop, row: dict[str, Any] = row) -> None:
+                row["curve"][k] = f05(lp.probe, hx, hy) if lp.probe is not None else 0.0
+                if k not in budgets or lp.probe is None:
+                    return
+                proposed, conf = propagate(lp.space, lp.labels)
+                sure = confident(lp.labels, proposed, conf, args.min_confidence)
+                idx = np.array(list(lp.labels) + list(sure))
+                y = np.array(list(lp.labels.values()) + [v[0] for v in sure.values()])
+                wrong = sum(v[0] != truth[i] for i, v in sure.items())
+                row["pseudo"][k] = {
+                    "f05": f05(fit_probe(x[idx], y, args.C), hx, hy),
+                    "n": len(sure),
+                    "wrong_rate": wrong / len(sure) if sure else None,
+                }
+
+            run_loop(loop, truth, every, at, error_rate=args.error_rate)
+            later = loop.batches[1:]
+            row["clips_per_batch"] = float(np.mean([len({clips[i] for i in b}) for b in later]))
+            row["human_errors"] = int(sum(loop.labels[i] != truth[i] for i in loop.labels))
+            out["runs"].append(row)
+            print(
+                f"{name} seed {seed} {strategy}: "
+                + " ".join(f"{k}:{row['curve'][k]:.3f}" for k in budgets if k in row["curve"]),
+                flush=True,
+            )
+    map_plot(
+        name,
+        {"x": x, "truth": truth, "sessions": d["sessions"]},
+        Path(args.out) / f"map_{name}.png",
+    )
+    out["all_mean"] = float(np.mean(out["all"]))
+    out["all_truth_mean"] = float(np.mean(out["all_truth"]))
+    out["summary"] = summarise(out, budgets, every)
+    return out
+
+
+def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict[str, Any]:
+    """Mean (and spread) F0.5 per strategy and budget, with and without pseudo-labels, and the
+    fewest labels each strategy needs to come within 0.01 of "all" and to reach 0.90."""
+    out: dict[str, Any] = {}
+    for strategy in sorted({r["strategy"] for r in res["runs"]}):
+        runs = [r for r in res["runs"] if r["strategy"] == strategy]
+        mean = {k: float(np.mean([r["curve"][k] for r in runs])) for k in every}
+        s: dict[str, Any] = {
+            "f05": {k: mean[k] for k in budgets},
+            "f05_sd": {k: float(np.std([r["curve"][k] for r in runs])) for k in budgets},
+            "pseudo_f05": {},
+            "pseudo_n": {},
+            "pseudo_wrong_rate": {},
+            "clips_per_batch": float(np.mean([r["clips_per_batch"] for r in runs])),
+        }
+        for k in budgets:
+            ps = [r["pseudo"][k] for r in runs if k in r["pseudo"]]
+            if ps:
+                s["pseudo_f05"][k] = float(np.mean([p["f05"] for p in ps]))
+                s["pseudo_n"][k] = float(np.mean([p["n"] for p in ps]))
+                rates = [p["wrong_rate"] for p in ps if p["wrong_rate"] is not None]
+                s["pseudo_wrong_rate"][k] = float(np.mean(rates)) if rates else None
+        for key, goal in (("labels_to_all", res["all_mean"] - 0.01), ("labels_to_090", 0.90)):
+            s[key] = next((k for k in every if mean[k] >= goal), None)
+        out[strategy] = s
+    return out
+
+
+def table(name: str, res: dict[str, Any]) -> str:
+    """The look's markdown table: mean held-out F0.5 per strategy and number of labels."""
+
+    def ints(d: dict) -> dict[int, Any]:  # JSON turns the budgets into strings
+        return {int(k): v for k, v in d.items()}
+
+    summ = res["summary"]
+    budgets = sorted({int(k) for s in summ.values() for k in s["f05"]})
+    head = " | ".join(str(b) for b in budgets)
+    lines = [
+        f"{name}: pool {res['pool']} ({res['frames']} frames), held-out {res['held_out']} "
+        f"({res['held_out_frames']}); 'all' (every pool frame, same annotator) "
+        f"{res['all_mean']:.3f} (truth labels {res['all_truth_mean']:.3f})",
+        "",
+        f"| strategy | {head} | labels to all-0.01 | to 0.90 | clips per batch |",
+        "| --- | " + " | ".join("---" for _ in budgets) + " | --- | --- | --- |",
+    ]
+    for strategy, s in summ.items():
+        sd = ints(s["f05_sd"])
+        for label, curve in (("", ints(s["f05"])), (" + pseudo", ints(s["pseudo_f05"]))):
+            cells = " | ".join(
+                (f"{curve[b]:.3f}" + (f" ±{sd[b]:.3f}" if not label else "")) if b in curve else "-"
+                for b in budgets
+            )
+            extra = (
+                f"{s['labels_to_all'] or 'not reached'} | {s['labels_to_090'] or 'not reached'} "
+                f"| {s['clips_per_batch']:.1f}"
+                if not label
+                else " | |"
+            )
+            lines.append(f"| {strategy}{label} | {cells} | {extra} |")
+    lines.append("")
+    for strategy, s in summ.items():
+        rate, n = ints(s["pseudo_wrong_rate"]), ints(s["pseudo_n"])
+        cells = ", ".join(
+            f"{b}: {rate[b]:.1%} of {n[b]:.0f}" for b in budgets if rate.get(b) is not None
+        )
+        lines.append(f"- {strategy}: pseudo-labels wrong vs the truth (of how many) {cells}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items(), strict=True):
+        for (strategy, s), colour in zip(res["summary"].items(), ("C0", "C1", "C2"), strict=False):
+            ks = sorted(int(k) for k in s["f05"])
+            ax.plot(ks, [s["f05"][k] for k in ks], "o-", color=colour, label=strategy)
+            pk = sorted(int(k) for k in s["pseudo_f05"])
+            ax.plot(
+                pk,
+                [s["pseudo_f05"][k] for k in pk],
+                "s--",
+                color=colour,
+                label=f"{strategy} + pseudo",
+            )
+        ax.axhline(res["all_mean"], color="k", lw=1, label=f"all {res['frames']} labels")
+        ax.set_xscale("log")
+        ax.set_xlabel("human labels")
+        ax.set_ylabel("held-out F0.5 of the probe (threshold 0.5)")
+        ax.set_title(f"{name}: {res['pool']}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def map_plot(name: str, look: dict[str, Any], path: Path) -> Path:
+    """The pool's embeddings on a 2-D PCA map, coloured by the truth and by session (static)."""
+    import matplotlib.pyplot as plt
+
+    from barsalign.active import embedding_map
+
+    xy = embedding_map(look["x"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    truth = np.asarray(look["truth"])
+    for lab, colour, text in ((0, "C3", "not aligned"), (1, "C2", "aligned")):
+        m = truth == lab
+        axes[0].scatter(xy[m, 0], xy[m, 1], s=4, c=colour, label=text, alpha=0.6)
+    sessions = sorted(set(look["sessions"]))
+    for k, sess in enumerate(sessions):
+        m = np.array([s == sess for s in look["sessions"]])
+        axes[1].scatter(xy[m, 0], xy[m, 1], s=4, color=f"C{k % 10}", label=sess, alpha=0.6)
+    for ax, what in zip(axes, ("truth", "session"), strict=True):
+        ax.set_title(f"{name}: pool embeddings (PCA), by {what}")
+        ax.legend(fontsize=7, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--looks", nargs="+", default=["default", "left_low"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    ap.add_argument("--error-rate", type=float, default=0.05, help="the annotator's wrong share")
+    ap.add_argument("--min-confidence", type=float, default=0.9, help="pseudo-labels kept")
+    ap.add_argument("--C", type=float, default=0.001, help="the probe's inverse L2 strength")
+    ap.add_argument(
+        "--region",
+        choices=("proposed", "stopper"),
+        default="proposed",
+        help="default look: the region `barsalign suspects` proposed (label_noise.py's, whose "
+        "features are cached) or the renderer's stopper box; a look always uses its box",
+    )
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--table", help="only print the tables of a label_efficiency.json")
+    args = ap.parse_args(argv)
+    if args.table:
+        for name, res in json.loads(Path(args.table).read_text())["looks"].items():
+            print("\n" + table(name, res))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    try:
+        for name in args.looks:
+            results[name] = run_look(name, args)
+    except BarsalignError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    (out / "label_efficiency.json").write_text(
+        json.dumps({"settings": settings, "looks": results}, indent=1) + "\n"
+    )
+    plot(results, out / "label_efficiency.png")
+    for name, res in results.items():
+        print("\n" + table(name, res))
+    print(f"\nin {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
