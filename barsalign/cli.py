@@ -48,7 +48,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "serve": Command(
         "barsalign.monitor.serve",
-        "the operator's screen in a browser: live border, score, strip of decisions, events",
+        "the operator's screen in a browser: live border, score, strip and event log",
     ),
     "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
     "suspects": Command(

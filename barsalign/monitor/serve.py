@@ -43,6 +43,7 @@ from barsalign.monitor.stats import MonitorStats
 NO_SIGNAL = "no_signal"
 ENDED = "the file ended"
 TOKEN_COOKIE = "barsalign_token"
+SEND_BUFFER = 128 * 1024
 STATIC = resources.files("barsalign.monitor") / "static"
 
 
@@ -487,6 +488,9 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # a small send buffer per viewer (inherited by each connection): a slow viewer's kernel
+        # holds a few frames, not seconds of them, so it gets the newest frame, not an old one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.bind((host, port))
         sock.listen(64)
     except OSError as err:
