@@ -229,6 +229,7 @@ def open_stream(base: str, rcvbuf: int | None = None) -> http.client.HTTPRespons
     return response
 
 
+@pytest.mark.slow
 def test_a_slow_viewer_misses_frames_and_holds_nobody_back(
     onnx_model: Path,  # noqa: F811
     clip: Path,  # noqa: F811
@@ -245,12 +246,13 @@ def test_a_slow_viewer_misses_frames_and_holds_nobody_back(
         after = [next(slow) for _ in range(60)]
         status = json.loads(get(base + "status")[2])
     seqs = [s for _, s in seen]
-    assert seqs == sorted(set(seqs)), "a viewer never gets a frame twice or out of order"
+    # never out of order; the same frame twice only as the keepalive (no new frame in 5 s)
+    assert seqs == sorted(seqs), "a viewer never gets an older frame after a newer one"
     # the fast viewer got nearly every frame the scorer made while the slow one stalled
     assert len(seqs) >= 0.8 * (seqs[-1] - seqs[0] + 1) and len(seqs) >= 20, seqs
     # the slow viewer resumed with a jump: frames were dropped for it, not queued
     gaps = np.diff([first_slow, *after])
-    assert (gaps >= 1).all() and gaps.max() > 5, gaps
+    assert (gaps >= 0).all() and gaps.max() > 5, gaps
     assert after[-1] >= seqs[-1], "it catches up with the newest frame"
     assert status["frames_scored"] >= seqs[-1] - 5  # NO SIGNAL pictures count in seq only
 

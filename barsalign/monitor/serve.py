@@ -192,7 +192,10 @@ class Scorer:
                 pause = min(2 * pause, self.cfg.retry_max_s)
                 continue
             pause = self.cfg.retry_s
-            reason = self._play(reader)
+            try:
+                reason = self._play(reader)
+            except Exception as err:  # noqa: BLE001 - the screen must say so and try again
+                reason = f"scoring stopped: {type(err).__name__}: {err}".splitlines()[0]
             if reason == ENDED and self.cfg.loop:  # straight on from the first frame
                 continue
             self._lost(reason)
