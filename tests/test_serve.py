@@ -27,7 +27,7 @@ from test_monitor import clip, onnx_model  # noqa: F401 - fixtures: the tiny exp
 
 from barsalign import cli
 from barsalign.inference import load_predictor
-from barsalign.monitor.serve import NO_SIGNAL, FrameHub, Scorer, ServeConfig
+from barsalign.monitor.scorer import NO_SIGNAL, FrameHub, Scorer, ServeConfig
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,8 @@ RTSP/HTTP URL), preprocesses each exactly as the model's card says, scores it wi
 (`inference.load_predictor`: an export run by ONNX Runtime, its card checked), smooths the
 decision over time (`smoother`, pure and separately tested) and draws the border with the
 label, the score and the latency (`overlay`). `stats` counts what happened; `cli` is
-`barsalign monitor`.
+`barsalign monitor`. `serve` is the same screen in a browser (`barsalign serve`), scored by
+`scorer`'s one thread.
 """
 
 from barsalign.monitor.overlay import Overlay, frame_strip, score_timeline
