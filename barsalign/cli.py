@@ -50,6 +50,10 @@ COMMANDS: dict[str, Command] = {
         "barsalign.monitor.cli",
         "watch a video, camera or stream and show aligned (green) / not aligned (red)",
     ),
+    "serve": Command(
+        "barsalign.monitor.serve",
+        "the operator's screen in a browser: live border, score, strip and event log",
+    ),
     "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
     "suspects": Command(
         "barsalign.label_quality",

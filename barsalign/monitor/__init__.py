@@ -6,7 +6,8 @@ RTSP/HTTP URL), preprocesses each exactly as the model's card says, scores it wi
 decision over time (`smoother`, pure and separately tested) and draws the border with the
 label, the score and the latency (`overlay`). `stats` counts what happened; `operator` judges
 the states shown against per-frame truth as an operator would (time to green, false greens,
-flicker) and sweeps the smoothing; `cli` is `barsalign monitor`.
+flicker) and sweeps the smoothing; `cli` is `barsalign monitor`. `serve` is the same screen in a
+browser (`barsalign serve`), scored by `scorer`'s one thread.
 """
 
 from barsalign.monitor import operator
