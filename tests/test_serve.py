@@ -439,3 +439,27 @@ def test_the_page_shows_the_border_no_signal_and_recovery_offline(
     outside = [u for u in requests if not u.startswith(base)]
     assert not outside, f"requests that left 127.0.0.1: {outside}"
     assert any(u.startswith(base + "stream.mjpg") for u in requests)
+
+
+def test_the_screen_takes_the_smoothing_on_the_card(
+    onnx_model: Path,  # noqa: F811
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from barsalign.export import write_smoothing
+
+    model = tmp_path / onnx_model.name
+    for f in onnx_model.parent.glob(onnx_model.name + "*"):
+        shutil.copy(f, tmp_path / f.name)
+    write_smoothing(model, {"k": 2, "n": 5, "margin": 1.0})
+    card = Scorer(
+        ServeConfig(model=str(model), source=str(clip)), load_predictor(model), FrameHub()
+    )
+    assert card.smoothing == {"k": 2, "n": 5, "margin": 1.0, "source": "model card"}
+    assert (card.smoother.k, card.smoother.n, card.smoother.margin) == (2, 5, 1.0)
+    given = ServeConfig(model=str(model), source=str(clip), k=1, n=1, margin=0.0)
+    assert Scorer(given, load_predictor(model), FrameHub()).smoothing["source"] == "command line"
+    plain = Scorer(
+        ServeConfig(model=str(onnx_model), source=str(clip)), load_predictor(onnx_model), FrameHub()
+    )
+    assert plain.smoothing["source"] == "default"

@@ -28,7 +28,7 @@ from barsalign.errors import BarsalignError
 from barsalign.inference import Predictor, sigmoid
 from barsalign.metrics import check_threshold
 from barsalign.monitor.overlay import Overlay
-from barsalign.monitor.smoother import ALIGNED, NOT_ALIGNED, Smoother
+from barsalign.monitor.smoother import ALIGNED, NOT_ALIGNED, Smoother, resolve_smoothing
 from barsalign.monitor.source import _Reader, parse_source
 from barsalign.monitor.stats import MonitorStats
 
@@ -48,9 +48,9 @@ class ServeConfig:
     allow_remote: bool = False
     loop: bool = False  # a file source starts again at its end
     threshold: float | None = None  # None: the card's operating threshold
-    k: int = 3
-    n: int = 4
-    margin: float = 0.5
+    k: int | None = None  # None: the card's smoothing (06_export's sweep), else 3 of 4
+    n: int | None = None
+    margin: float | None = None
     threads: int | None = None
     history_s: float = 300.0  # the decision strip's length
     no_signal_s: float = 1.0  # no new frame this long: "no signal"
@@ -130,7 +130,9 @@ class Scorer:
         self.cfg, self.model, self.hub = cfg, model, hub
         self.kind, self.value = parse_source(cfg.source)
         self.threshold = cfg.threshold if cfg.threshold is not None else model.decision_threshold
-        self.smoother = Smoother(self.threshold, cfg.k, cfg.n, cfg.margin)
+        self.smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin)
+        sm = self.smoothing
+        self.smoother = Smoother(self.threshold, sm["k"], sm["n"], sm["margin"])
         self.stats = MonitorStats(source=str(cfg.source), live=True)
         self.overlay = Overlay()
         self._lock = threading.Lock()
@@ -329,7 +331,7 @@ class Scorer:
                 "reason": "" if signal else self.reason,
                 "score": self.score,
                 "threshold": self.threshold,
-                "smoothing": {"k": self.cfg.k, "n": self.cfg.n, "margin": self.cfg.margin},
+                "smoothing": self.smoothing,
                 "fps": round(fps, 2),
                 "source_fps": round(self.source_fps, 2),
                 "last_frame_time": self.last_frame_t,

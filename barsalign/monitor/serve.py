@@ -227,9 +227,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loop", action="store_true", help="play a file source again at its end")
     p.add_argument("--threshold", type=float, help="override the card's operating threshold")
-    p.add_argument("--k", type=int, default=3, help="frames of the last n needed to change colour")
-    p.add_argument("--n", type=int, default=4, help="window of the k-of-n smoothing")
-    p.add_argument("--margin", type=float, default=0.5, help="uncertain band, logits")
+    p.add_argument(
+        "--k", type=int, help="frames of the last n needed to change colour (default: the card's)"
+    )
+    p.add_argument("--n", type=int, help="window of the k-of-n smoothing (default: the card's)")
+    p.add_argument("--margin", type=float, help="uncertain band, logits (default: the card's)")
     p.add_argument("--history-min", type=float, default=5.0, help="minutes the strip shows")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.set_defaults(func=_cli)
