@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from barsalign.cli import main
@@ -101,3 +103,67 @@ def test_suspects_csv_round_trip(tmp_path: Path) -> None:
     assert [r["path"] for r in rows][:2] == [paths[0], paths[2]]
     flagged = [(r["path"], float(r["score"])) for r in rows if r["suspect"] == "True"]
     assert read_suspects(out) == flagged
+
+
+def _markdown_cells(text: str) -> tuple[list[str], list[list[str]]]:
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    return cells[0], cells[2:]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:frame .* is smaller than target_size")
+def test_the_label_noise_table_comes_back_from_the_tracker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/label_noise.py on a small rendered pool, two flip seeds: `barsalign runs
+    --kind label_noise --markdown --group features` gives its numbers (and their mean) from
+    MLflow alone; the features blocks asked are the ones the probe saw."""
+    from barsalign.config import PROJ_ROOT
+    from tests.test_benchmarks import _bench_module
+
+    monkeypatch.syspath_prepend(str(PROJ_ROOT / "benchmarks"))  # as when run as a script
+    cfg = SynthConfig(**{**POOL.__dict__, "seed": 12, "n_example": 40})
+    root = render_dataset(tmp_path / "set", cfg, workers=2)
+    out = tmp_path / "noise"
+    results = []
+    for seed in (0, 1):
+        args = ["--pool", str(pool_labels(root)), "--held-out", str(root / "example_set")]
+        args += ["--flip", "0.1", "--seed", str(seed), "--folds", "4", "--image-size", "64"]
+        args += ["--features", "head", "stage3", "--C", "0.01", "--out", str(out / str(seed))]
+        args += ["--roi", ",".join(map(str, STOPPER_ROI))]
+        assert _bench_module("label_noise").main(args) == 0
+        results.append(json.loads((out / str(seed) / "label_noise.json").read_text()))
+    capsys.readouterr()
+    query = f"tags.out LIKE '{out.resolve()}/%'"
+    argv = ["runs", "--kind", "label_noise", "--markdown", "--group", "features"]
+    assert main([*argv, "--filter", query]) == 0
+    header, body = _markdown_cells(capsys.readouterr().out)
+    assert header[:3] == ["features", "run", "seed"], header
+    assert len(body) == 3, "two seeds and their mean"
+    col = {k: header.index(k) for k in header}
+    for res, cell in zip(results, body[:2], strict=True):
+        assert cell[col["features"]] == "head+stage3"
+        assert res["suspect_config"]["features"] == ["head", "stage3"]
+        assert cell[col["flips"]] == str(res["flipped"]) == "12"
+        assert cell[col["top"]] == str(res["top"]) == "12"
+        assert cell[col["flips in top"]] == str(res["flips_in_top"])
+        assert cell[col["share found"]] == f"{100 * res['share_found']:.1f} %"
+        for key, name in (
+            ("oof_auroc_given", "OOF AUROC (given)"),
+            ("oof_auroc_vs_truth", "OOF AUROC (truth)"),
+        ):
+            assert float(cell[col[name]]) == pytest.approx(res[key], abs=0.0011), name
+        for key in ("truth", "flipped", "relabelled"):
+            got = float(cell[col[f"F0.5 {key}"]])
+            assert got == pytest.approx(res["held_out_f05"][key], abs=0.0011), key
+    assert body[0][col["seed"]] == "0" and body[1][col["seed"]] == "1"
+    mean = body[2]
+    assert mean[0] == "**mean head+stage3**"
+    want = 100 * (results[0]["share_found"] + results[1]["share_found"]) / 2
+    assert mean[col["share found"]].startswith(f"**{want:.1f} %**"), mean
+    # the share is the flips among the top suspects, counted here from the suspects CSV
+    df = pd.read_csv(out / "0" / "suspects.csv")
+    top = df.head(results[0]["top"])
+    assert (top["truth_confirms"] == "yes").sum() == results[0]["flips_in_top"]
+    assert main(["runs", "--kind", "label_noise", "--filter", query]) == 0
+    assert "head+stage3" in capsys.readouterr().out
