@@ -12,11 +12,13 @@ import pytest
 
 from barsalign.cli import main
 from barsalign.data import load_labels
+from barsalign.errors import BarsalignError
 from barsalign.label_quality import (
     COLUMNS,
     SuspectConfig,
     find_suspects,
     flip_labels,
+    noise_summary,
     rank_suspects,
     read_suspects,
     write_labels_csv,
@@ -167,3 +169,16 @@ def test_the_label_noise_table_comes_back_from_the_tracker(
     assert (top["truth_confirms"] == "yes").sum() == results[0]["flips_in_top"]
     assert main(["runs", "--kind", "label_noise", "--filter", query]) == 0
     assert "head+stage3" in capsys.readouterr().out
+    # the report's line (05_evaluate) from the two JSONs: the mean share and each seed's count
+    line = noise_summary(out)
+    assert f"held **{want:.0f}%** of the flipped labels" in line, line
+    for res in results:
+        assert f"seed {res['seed']}: {res['flips_in_top']} of 12" in line, line
+
+
+def test_noise_summary_says_not_measured(tmp_path: Path) -> None:
+    assert noise_summary(tmp_path).startswith("**Not measured**: no `label_noise.json` under")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "label_noise.json").write_text('{"frames": 10}')
+    with pytest.raises(BarsalignError, match="x/label_noise.json: not a label_noise.json"):
+        noise_summary(tmp_path)
