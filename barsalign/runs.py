@@ -168,10 +168,10 @@ def _cell(key: str, v: Any) -> str:
         return f"{100 * v:.1f} %"
     if key in COUNTS:
         return str(v) if isinstance(v, int) else f"{v:.1f}"
-    if key in MEANS or key == "threshold":
-        return f"{v:.3f}"
     if key == "minutes":
         return f"{v:.1f}"
+    if key in MEANS or key == "threshold":
+        return f"{v:.3f}"
     return str(v)
 
 

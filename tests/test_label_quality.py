@@ -171,7 +171,8 @@ def test_the_label_noise_table_comes_back_from_the_tracker(
     assert "head+stage3" in capsys.readouterr().out
     # the report's line (05_evaluate) from the two JSONs: the mean share and each seed's count
     line = noise_summary(out)
-    assert f"held **{want:.0f}%** of the flipped labels" in line, line
+    mean_share = (results[0]["share_found"] + results[1]["share_found"]) / 2
+    assert f"held **{mean_share:.0%}** of the flipped labels" in line, line
     for res in results:
         assert f"seed {res['seed']}: {res['flips_in_top']} of 12" in line, line
 
@@ -182,3 +183,29 @@ def test_noise_summary_says_not_measured(tmp_path: Path) -> None:
     (tmp_path / "x" / "label_noise.json").write_text('{"frames": 10}')
     with pytest.raises(BarsalignError, match="x/label_noise.json: not a label_noise.json"):
         noise_summary(tmp_path)
+
+
+def test_label_noise_markdown_cells_and_means() -> None:
+    """`format_markdown(kind="label_noise")`: shares in per cent, counts whole, minutes to a
+    tenth, one mean row per probe with the share's sd, no mean across probes."""
+    from barsalign.runs import NOISE_COLUMNS, format_markdown
+
+    def row(seed: int, features: str, found: int, minutes: float) -> dict:
+        r = {k: None for k in NOISE_COLUMNS}
+        r |= {"run": f"r{seed}{features}", "seed": seed, "features": features, "C": "0.001"}
+        r |= {"flips": 120, "top": 240, "flips in top": found, "share found": found / 120}
+        r |= {"minutes": minutes, "OOF AUROC (given)": 0.78512, "tags": {}, "params": {}}
+        return {**r, "params": {"features": features}}
+
+    rows = [row(1, "head", 54, 2.26), row(0, "head", 60, 1.0), row(0, "head+stage3", 66, 3.0)]
+    header, body = _markdown_cells(format_markdown(rows, "features", "label_noise"))
+    col = {k: header.index(k) for k in header}
+    assert header[0] == "features" and header.count("features") == 1
+    assert [b[0] for b in body] == ["head", "head", "**mean head**", "head+stage3"], "by seed"
+    first = body[0]
+    assert first[col["seed"]] == "0" and first[col["share found"]] == "50.0 %"
+    assert first[col["flips in top"]] == "60" and first[col["minutes"]] == "1.0"
+    assert body[1][col["minutes"]] == "2.3" and first[col["OOF AUROC (given)"]] == "0.785"
+    mean = body[2]
+    assert mean[col["share found"]] == "**47.5 %** (sd 3.5)", mean  # 50 % and 45 %
+    assert mean[col["flips in top"]] == "57.0" and mean[col["minutes"]] == "1.6"
