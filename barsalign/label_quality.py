@@ -363,7 +363,7 @@ def write_labels_csv(items: Sequence[Item], path: str | Path) -> Path:
 
 def recorded_noise(root: str | Path) -> pd.DataFrame:
     """benchmarks/label_noise.py's results under `root` (every `label_noise.json`), one row
-    each: flip seed, probe (features, C), flips, flips in the top suspects and their share,
+    each: flip seed, probe (features, C, folds), flips, flips in the top suspects and their share,
     held-out F0.5 of the flipped and the relabelled labels; empty when none was recorded."""
     import pandas as pd
 
@@ -377,6 +377,7 @@ def recorded_noise(root: str | Path) -> pd.DataFrame:
                     "seed": r.get("seed", cfg.get("seed")),
                     "features": "+".join(cfg["features"]),
                     "C": cfg["C"],
+                    "folds": cfg.get("folds", 5),
                     "frames": r["frames"],
                     "flips": r["flipped"],
                     "top": r["top"],
@@ -402,13 +403,13 @@ def noise_summary(root: str | Path) -> str:
             "`benchmarks/label_noise.py` to measure how many flipped labels the suspects hold)."
         )
     lines = []
-    for (features, c), g in df.groupby(["features", "C"], sort=False):
+    for (features, c, folds), g in df.groupby(["features", "C", "folds"], sort=False):
         per_seed = ", ".join(
             f"seed {int(r['seed'])}: {r['flips in top']} of {r['flips']}"
             for _, r in g.sort_values("seed").iterrows()
         )
         lines.append(
-            f"- probe on `{features}` (C {c:g}): the top {int(g['top'].iloc[0])} of "
+            f"- probe on `{features}` (C {c:g}, {folds} folds): the top {int(g['top'].iloc[0])} of "
             f"{int(g['frames'].iloc[0])} suspects held **{g['share found'].mean():.0%}** of the "
             f"flipped labels on average "
             f"({per_seed}); held-out F0.5 {g['F0.5 flipped'].mean():.3f} with the flipped "

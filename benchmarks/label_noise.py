@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final", choices=("probe", "finetune"), default="probe")
     ap.add_argument("--profile", default=str(CONF_DIR / "cpu.yaml"), help="--final finetune")
     ap.add_argument("--set", action="append", default=[], help="key=value for the fine-tunings")
-    ap.add_argument("--out", help="default: reports/label_noise/FEATURES_cC_seedSEED/")
+    ap.add_argument("--out", help="default: reports/label_noise/FEATURES_cC_fFOLDS_seedSEED/")
     args = ap.parse_args(argv)
     from sweep_recipes import parse_settings
 
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     except BarsalignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out or OUT / f"{'+'.join(cfg.features)}_c{cfg.C:g}_seed{args.seed}")
+    name = f"{'+'.join(cfg.features)}_c{cfg.C:g}_f{cfg.folds}_seed{args.seed}"
+    out = Path(args.out or OUT / name)
     out.mkdir(parents=True, exist_ok=True)
     # 1. the suspects, from the flipped labels only
     started = time.perf_counter()
