@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -57,6 +58,14 @@ COLUMNS = ("rank", "path", "label", "score", "label_quality", "suspect", "truth"
 self-confidence (P(the given label)), `suspect` cleanlab's label issue flag, `truth` the
 renderer's label where known and `truth_confirms` whether it says the given label is wrong."""
 NAMES = {1: "aligned", 0: "not_aligned"}
+FEATURE_BLOCKS = {
+    "head": "mean and max over the backbone's last feature map",
+    "head_grid": "the last feature map averaged over a 2x2 grid (where in the region)",
+    "stage4": "mean and max over timm's feature stage 4 (stride 32, before any head conv)",
+    "stage3": "mean and max over timm's feature stage 3 (stride 16)",
+    "stage2": "mean and max over timm's feature stage 2 (stride 8)",
+}
+"""The pooled blocks `region_features` can give; one network pass makes all that are asked."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class SuspectConfig:
         C: inverse L2 strength of the logistic regression (features standardised); strong
             regularisation gave the best out-of-fold AUROC on the flipped labels themselves
             (docs/experiments.md, 2026-11-30).
+        features: which pooled feature blocks the probe sees, concatenated (`FEATURE_BLOCKS`).
     """
 
     folds: int = 5
@@ -78,6 +88,7 @@ class SuspectConfig:
     image_size: int = 320
     roi: Any = "auto"
     C: float = 0.001
+    features: tuple[str, ...] = ("head",)
     batch_size: int = 16
     seed: int = 0
 
@@ -86,7 +97,15 @@ class SuspectConfig:
 
         if self.roi != "auto":
             object.__setattr__(self, "roi", parse_roi(self.roi))
+        object.__setattr__(self, "features", tuple(self.features))
+        unknown = [f for f in self.features if f not in FEATURE_BLOCKS]
         checks = [
+            (bool(self.features), "features: name at least one feature block"),
+            (
+                not unknown,
+                f"features: no block {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(FEATURE_BLOCKS)}",
+            ),
             (self.folds >= 2, f"folds must be >= 2, not {self.folds}"),
             (self.image_size >= 32, f"image_size must be >= 32, not {self.image_size}"),
             (self.C > 0, f"C must be > 0, not {self.C}"),
@@ -100,10 +119,11 @@ class SuspectConfig:
 def region_features(
     items: Sequence[Item], cfg: SuspectConfig, cache_dir: str | Path | None = DEFAULT_CACHE
 ) -> tuple[np.ndarray, Any, str]:
-    """Pooled frozen-backbone features of every frame's region [N, 2C] (mean and max over the
-    last feature map), the region used and why. Each frame's features are kept in the frame
-    cache (`barsalign.cache`) by content hash, backbone and preprocessing, so a second look at
-    the same frames costs no network pass."""
+    """Frozen-backbone features of every frame's region [N, D]: the `cfg.features` blocks
+    (`FEATURE_BLOCKS`) concatenated, the region used and why. Each frame's blocks are kept in
+    the frame cache (`barsalign.cache`) by content hash, backbone, block and preprocessing, so
+    a second look at the same frames costs no network pass, and a block asked before is reused
+    by a later choice of blocks."""
     import torch
 
     from barsalign.model import create_backbone, data_config
@@ -115,11 +135,16 @@ def region_features(
         proposal = propose_roi([(it.path, it.label) for it in items], seed=cfg.seed)
         roi, why = proposal.roi, f"proposed: {proposal.reason}"
     pcfg = PreprocessConfig(target_size=cfg.image_size, mode="none", roi=roi, mask_left=False)
-    key = f"features:{cfg.backbone}:{pcfg.key()}"
+    keys = {
+        b: f"features:{cfg.backbone}:{pcfg.key()}"  # the first block's key, as cached before
+        if b == "head"
+        else f"features:{cfg.backbone}:{b}:{pcfg.key()}"
+        for b in cfg.features
+    }
     cache = FrameCache(cache_dir)
     digests = [hashlib.blake2b(_read(it.path), digest_size=20).hexdigest() for it in items]
-    feats: list[np.ndarray | None] = [cache.get(d, key) for d in digests]
-    todo = [i for i, f in enumerate(feats) if f is None]
+    blocks = [{b: cache.get(d, k) for b, k in keys.items()} for d in digests]
+    todo = [i for i, got in enumerate(blocks) if any(v is None for v in got.values())]
     if todo:
         model, _ = create_backbone(cfg.backbone)
         model.eval()
@@ -129,12 +154,33 @@ def region_features(
                 batch = todo[start : start + cfg.batch_size]
                 frames = [decode_image(_read(items[i].path), str(items[i].path)) for i in batch]
                 x = torch.stack([to_tensor(preprocess(f, pcfg), dc) for f in frames])
-                fmap = model.forward_features(x)
-                pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
-                for i, f in zip(batch, pooled, strict=True):
-                    feats[i] = f
-                    cache.put(digests[i], key, f)
+                pooled = _pooled_blocks(model, x, cfg.features)
+                for j, i in enumerate(batch):
+                    for b, k in keys.items():
+                        if blocks[i][b] is None:
+                            blocks[i][b] = pooled[b][j]
+                            cache.put(digests[i], k, pooled[b][j])
+    feats = [np.concatenate([got[b] for b in cfg.features]) for got in blocks]
     return np.stack(feats), roi, why
+
+
+def _pooled_blocks(model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The asked `FEATURE_BLOCKS` of a batch, from one pass through the backbone."""
+    import torch
+
+    def mean_max(f: torch.Tensor) -> np.ndarray:
+        return torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1).numpy()
+
+    stages = sorted(int(n[-1]) for n in names if n.startswith("stage"))
+    if stages:
+        final, inter = model.forward_intermediates(x, indices=stages)
+        by_stage = dict(zip(stages, inter, strict=True))
+    else:
+        final, by_stage = model.forward_features(x), {}
+    out = {f"stage{k}": mean_max(f) for k, f in by_stage.items()}
+    out["head"] = mean_max(final)
+    out["head_grid"] = torch.nn.functional.adaptive_avg_pool2d(final, 2).flatten(1).numpy()
+    return {n: out[n] for n in names}
 
 
 def _read(path: Path) -> bytes:
@@ -313,6 +359,66 @@ def write_labels_csv(items: Sequence[Item], path: str | Path) -> Path:
     writer.writerow(("path", "label"))
     writer.writerows((str(Path(it.path).resolve()), NAMES[it.label]) for it in items)
     return atomic_write_text(path, buf.getvalue())
+
+
+def recorded_noise(root: str | Path) -> pd.DataFrame:
+    """benchmarks/label_noise.py's results under `root` (every `label_noise.json`), one row
+    each: flip seed, probe (features, C, folds), flips, flips in the top suspects and their share,
+    held-out F0.5 of the flipped and the relabelled labels; empty when none was recorded."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(root).rglob("label_noise.json")):
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+            cfg = r.get("suspect_config") or {"features": ["head"], "C": r["settings"]["C"]}
+            rows.append(
+                {
+                    "seed": r.get("seed", cfg.get("seed")),
+                    "features": "+".join(cfg["features"]),
+                    "C": cfg["C"],
+                    "folds": cfg.get("folds", 5),
+                    "frames": r["frames"],
+                    "flips": r["flipped"],
+                    "top": r["top"],
+                    "flips in top": r["flips_in_top"],
+                    "share found": r["share_found"],
+                    "F0.5 flipped": r["held_out_f05"]["flipped"],
+                    "F0.5 relabelled": r["held_out_f05"]["relabelled"],
+                    "file": str(path),
+                }
+            )
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise BarsalignError(f"{path}: not a label_noise.json ({err})") from None
+    return pd.DataFrame(rows)
+
+
+def noise_summary(root: str | Path) -> str:
+    """A markdown paragraph for the report: the share of flipped labels the top suspects held,
+    per probe (mean over the flip seeds measured), or a line saying it was not measured."""
+    df = recorded_noise(root)
+    if df.empty:
+        return (
+            f"**Not measured**: no `label_noise.json` under `{root}` (run "
+            "`benchmarks/label_noise.py` to measure how many flipped labels the suspects hold)."
+        )
+    lines = []
+    for (features, c, folds), g in df.groupby(["features", "C", "folds"], sort=False):
+        per_seed = ", ".join(
+            f"seed {int(r['seed'])}: {r['flips in top']} of {r['flips']}"
+            for _, r in g.sort_values("seed").iterrows()
+        )
+        lines.append(
+            f"- probe on `{features}` (C {c:g}, {folds} folds): the top {int(g['top'].iloc[0])} of "
+            f"{int(g['frames'].iloc[0])} suspects held **{g['share found'].mean():.0%}** of the "
+            f"flipped labels on average "
+            f"({per_seed}); held-out F0.5 {g['F0.5 flipped'].mean():.3f} with the flipped "
+            f"labels, {g['F0.5 relabelled'].mean():.3f} after relabelling the top suspects"
+        )
+    return (
+        "Recorded by `benchmarks/label_noise.py` (labels flipped at random, found from the "
+        "flipped labels alone; one line per probe):\n\n" + "\n".join(lines)
+    )
 
 
 def thumbnails(df: pd.DataFrame, roi: Any, n: int, side: int = 224) -> list[dict[str, Any]]:

@@ -373,6 +373,29 @@ def log_to_training_run(run_dir: Path, values: dict[str, Any]) -> str | None:
     return str(run.info.run_id)
 
 
+def log_run(
+    kind: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    files: Sequence[Path] = (),
+) -> str:
+    """A finished run of its own for a measurement that trains no network (a benchmark such
+    as benchmarks/label_noise.py): tag `kind`, git state, params, metrics, files; its id.
+    `barsalign runs --kind KIND` tabulates such runs."""
+    c = client()
+    run = c.create_run(
+        experiment_id(c), run_name=run_name, tags={"kind": kind, **git_state(), **(tags or {})}
+    )
+    run_id = str(run.info.run_id)
+    log_params(c, run_id, flatten(params))
+    log_metrics(c, run_id, metrics)
+    log_files(c, run_id, files, None)
+    c.set_terminated(run_id)
+    return run_id
+
+
 def checkpoint_run_dir(model: Path) -> Path | None:
     """The training run folder a checkpoint (or an export, through its card) came from."""
     if not model.name:
@@ -470,6 +493,7 @@ __all__ = [
     "find_training_run",
     "finish_training",
     "log_evaluation",
+    "log_run",
     "log_to_training_run",
     "start_training",
     "tracking_uri",

@@ -228,6 +228,7 @@ def test_05_evaluate_notebook_table_thresholds_and_gallery(
         baseline_train_dir=str(synth_small / "example_set"),
         gallery_size=2,
         latency_frames=2,
+        label_noise_dir=str(tmp_path / "no_noise_measured"),
     )
     table = pd.read_csv(tmp_path / "comparison.csv")
     assert list(table["model"]).count("tiny") == 1 and len(table) == 2, "the run and the baseline"
@@ -245,3 +246,4 @@ def test_05_evaluate_notebook_table_thresholds_and_gallery(
     assert list(suspects["rank"]) == list(range(1, len(suspects) + 1))
     assert (suspects["truth_confirms"] == "no").all(), "the labels given are the renderer's truth"
     assert f'suspects_file = \\"{tmp_path / "suspects.csv"}' in out.read_text(), "how to relabel"
+    assert "**Not measured**: no `label_noise.json` under" in out.read_text(), "says so"

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from barsalign.cli import main
 from barsalign.data import load_labels
+from barsalign.errors import BarsalignError
 from barsalign.label_quality import (
     COLUMNS,
     SuspectConfig,
     find_suspects,
     flip_labels,
+    noise_summary,
     rank_suspects,
     read_suspects,
     write_labels_csv,
@@ -101,3 +105,107 @@ def test_suspects_csv_round_trip(tmp_path: Path) -> None:
     assert [r["path"] for r in rows][:2] == [paths[0], paths[2]]
     flagged = [(r["path"], float(r["score"])) for r in rows if r["suspect"] == "True"]
     assert read_suspects(out) == flagged
+
+
+def _markdown_cells(text: str) -> tuple[list[str], list[list[str]]]:
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    return cells[0], cells[2:]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:frame .* is smaller than target_size")
+def test_the_label_noise_table_comes_back_from_the_tracker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/label_noise.py on a small rendered pool, two flip seeds: `barsalign runs
+    --kind label_noise --markdown --group features` gives its numbers (and their mean) from
+    MLflow alone; the features blocks asked are the ones the probe saw."""
+    from barsalign.config import PROJ_ROOT
+    from tests.test_benchmarks import _bench_module
+
+    monkeypatch.syspath_prepend(str(PROJ_ROOT / "benchmarks"))  # as when run as a script
+    cfg = SynthConfig(**{**POOL.__dict__, "seed": 12, "n_example": 40})
+    root = render_dataset(tmp_path / "set", cfg, workers=2)
+    out = tmp_path / "noise"
+    results = []
+    for seed in (0, 1):
+        args = ["--pool", str(pool_labels(root)), "--held-out", str(root / "example_set")]
+        args += ["--flip", "0.1", "--seed", str(seed), "--folds", "4", "--image-size", "64"]
+        args += ["--features", "head", "stage3", "--C", "0.01", "--out", str(out / str(seed))]
+        args += ["--roi", ",".join(map(str, STOPPER_ROI))]
+        assert _bench_module("label_noise").main(args) == 0
+        results.append(json.loads((out / str(seed) / "label_noise.json").read_text()))
+    capsys.readouterr()
+    query = f"tags.out LIKE '{out.resolve()}/%'"
+    argv = ["runs", "--kind", "label_noise", "--markdown", "--group", "features"]
+    assert main([*argv, "--filter", query]) == 0
+    header, body = _markdown_cells(capsys.readouterr().out)
+    assert header[:3] == ["features", "run", "seed"], header
+    assert len(body) == 3, "two seeds and their mean"
+    col = {k: header.index(k) for k in header}
+    for res, cell in zip(results, body[:2], strict=True):
+        assert cell[col["features"]] == "head+stage3"
+        assert res["suspect_config"]["features"] == ["head", "stage3"]
+        assert cell[col["flips"]] == str(res["flipped"]) == "12"
+        assert cell[col["top"]] == str(res["top"]) == "12"
+        assert cell[col["flips in top"]] == str(res["flips_in_top"])
+        assert cell[col["share found"]] == f"{100 * res['share_found']:.1f} %"
+        for key, name in (
+            ("oof_auroc_given", "OOF AUROC (given)"),
+            ("oof_auroc_vs_truth", "OOF AUROC (truth)"),
+        ):
+            assert float(cell[col[name]]) == pytest.approx(res[key], abs=0.0011), name
+        for key in ("truth", "flipped", "relabelled"):
+            got = float(cell[col[f"F0.5 {key}"]])
+            assert got == pytest.approx(res["held_out_f05"][key], abs=0.0011), key
+    assert body[0][col["seed"]] == "0" and body[1][col["seed"]] == "1"
+    mean = body[2]
+    assert mean[0] == "**mean head+stage3**"
+    want = 100 * (results[0]["share_found"] + results[1]["share_found"]) / 2
+    assert mean[col["share found"]].startswith(f"**{want:.1f} %**"), mean
+    # the share is the flips among the top suspects, counted here from the suspects CSV
+    df = pd.read_csv(out / "0" / "suspects.csv")
+    top = df.head(results[0]["top"])
+    assert (top["truth_confirms"] == "yes").sum() == results[0]["flips_in_top"]
+    assert main(["runs", "--kind", "label_noise", "--filter", query]) == 0
+    assert "head+stage3" in capsys.readouterr().out
+    # the report's line (05_evaluate) from the two JSONs: the mean share and each seed's count
+    line = noise_summary(out)
+    mean_share = (results[0]["share_found"] + results[1]["share_found"]) / 2
+    assert f"held **{mean_share:.0%}** of the flipped labels" in line, line
+    for res in results:
+        assert f"seed {res['seed']}: {res['flips_in_top']} of 12" in line, line
+
+
+def test_noise_summary_says_not_measured(tmp_path: Path) -> None:
+    assert noise_summary(tmp_path).startswith("**Not measured**: no `label_noise.json` under")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "label_noise.json").write_text('{"frames": 10}')
+    with pytest.raises(BarsalignError, match="x/label_noise.json: not a label_noise.json"):
+        noise_summary(tmp_path)
+
+
+def test_label_noise_markdown_cells_and_means() -> None:
+    """`format_markdown(kind="label_noise")`: shares in per cent, counts whole, minutes to a
+    tenth, one mean row per probe with the share's sd, no mean across probes."""
+    from barsalign.runs import NOISE_COLUMNS, format_markdown
+
+    def row(seed: int, features: str, found: int, minutes: float) -> dict:
+        r = {k: None for k in NOISE_COLUMNS}
+        r |= {"run": f"r{seed}{features}", "seed": seed, "features": features, "C": "0.001"}
+        r |= {"flips": 120, "top": 240, "flips in top": found, "share found": found / 120}
+        r |= {"minutes": minutes, "OOF AUROC (given)": 0.78512, "tags": {}, "params": {}}
+        return {**r, "params": {"features": features}}
+
+    rows = [row(1, "head", 54, 2.26), row(0, "head", 60, 1.0), row(0, "head+stage3", 66, 3.0)]
+    header, body = _markdown_cells(format_markdown(rows, "features", "label_noise"))
+    col = {k: header.index(k) for k in header}
+    assert header[0] == "features" and header.count("features") == 1
+    assert [b[0] for b in body] == ["head", "head", "**mean head**", "head+stage3"], "by seed"
+    first = body[0]
+    assert first[col["seed"]] == "0" and first[col["share found"]] == "50.0 %"
+    assert first[col["flips in top"]] == "60" and first[col["minutes"]] == "1.0"
+    assert body[1][col["minutes"]] == "2.3" and first[col["OOF AUROC (given)"]] == "0.785"
+    mean = body[2]
+    assert mean[col["share found"]] == "**47.5 %** (sd 3.5)", mean  # 50 % and 45 %
+    assert mean[col["flips in top"]] == "57.0" and mean[col["minutes"]] == "1.6"

@@ -437,9 +437,14 @@ def test_a_local_mlflow_server_gets_the_same_run(
     assert len(history) == 2 and max(m.value for m in history) == pytest.approx(
         summary["best_f05"], abs=1e-4
     )
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"summary.json"}
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert names >= {"config.yaml", "metrics.csv", "summary.json", "curves.png"}, "as locally"
     got = client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path / "dl"))
     assert json.loads(Path(got).read_text()) == summary
+    got = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl"))
+    assert Path(got).read_bytes() == (run_dir / "config.yaml").read_bytes()
+    assert run.data.tags["git_commit"] == _git("rev-parse", "HEAD").strip()
+    assert run.data.tags["kind"] == "train" and run.data.tags["run_dir"] == str(run_dir.resolve())
     assert main(["runs"]) == 0
     out = capsys.readouterr().out
     assert run.info.run_id in out and run_dir.name in out
