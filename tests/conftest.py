@@ -50,6 +50,35 @@ def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render_dataset(out, SMALL, workers=2)
 
 
+def export_untrained(
+    tmp_path_factory: pytest.TempPathFactory,
+    synth_small: Path,
+    name: str,
+    image_size: int,
+    threshold: float = 0.5,
+    preprocess: Any = None,
+    tracking: bool = True,
+) -> tuple[Path, Path]:
+    """An untrained checkpoint (trained with `preprocess`, so it says) and its ONNX export,
+    checked on four frames of the tiny set: (checkpoint, model.onnx)."""
+    from barsalign import export
+
+    run = tmp_path_factory.mktemp("runs") / name
+    ckpt = export.untrained_checkpoint(
+        run / "checkpoints" / "best.ckpt", image_size=image_size, preprocess=preprocess
+    )
+    cfg = export.ExportConfig(
+        checkpoint=str(ckpt),
+        out_dir=str(run / "export"),
+        formats=("onnx",),
+        parity_data=str(synth_small),
+        parity_frames=4,
+        threshold=threshold,
+        tracking=tracking,
+    )
+    return ckpt, Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
+
+
 @pytest.fixture(scope="session")
 def run_notebook():
     """Execute `notebooks/<name>.ipynb` with papermill: run_notebook(name, out_dir, **params)."""

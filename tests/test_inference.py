@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import export_untrained
 
 from barsalign import export
 from barsalign.baseline import EdgeBaseline
@@ -29,19 +30,9 @@ TRAINED_WITH = PreprocessConfig(target_size=SIZE, roi=ROI)
 def roi_model(tmp_path_factory: pytest.TempPathFactory, synth_small: Path) -> dict[str, Path]:
     """An untrained checkpoint trained (so it says) on a region of interest, and its ONNX."""
     torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("runs") / "roi_run"
-    ckpt = export.untrained_checkpoint(
-        run / "checkpoints" / "best.ckpt", image_size=SIZE, preprocess=TRAINED_WITH
+    ckpt, onnx = export_untrained(
+        tmp_path_factory, synth_small, "roi_run", SIZE, threshold=0.4, preprocess=TRAINED_WITH
     )
-    cfg = export.ExportConfig(
-        checkpoint=str(ckpt),
-        out_dir=str(run / "export"),
-        formats=("onnx",),
-        parity_data=str(synth_small),
-        parity_frames=4,
-        threshold=0.4,
-    )
-    onnx = Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
     return {"ckpt": ckpt, "onnx": onnx}
 
 

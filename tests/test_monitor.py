@@ -14,6 +14,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import export_untrained
 
 from barsalign import cli, export
 from barsalign.errors import BarsalignError
@@ -114,17 +115,7 @@ def test_overlay_paints_the_border_in_the_state_colour() -> None:
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory, synth_small: Path) -> Path:
     pytest.importorskip("barsalign.preprocess", reason="barsalign.preprocess has not landed yet")
-    run = tmp_path_factory.mktemp("runs") / "tiny_run"
-    ckpt = export.untrained_checkpoint(run / "checkpoints" / "best.ckpt", image_size=64)
-    cfg = export.ExportConfig(
-        checkpoint=str(ckpt),
-        out_dir=str(run / "export"),
-        formats=("onnx",),
-        parity_data=str(synth_small),
-        parity_frames=4,
-        threshold=0.5,
-    )
-    return Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
+    return export_untrained(tmp_path_factory, synth_small, "tiny_run", 64)[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import export_untrained
 
-from barsalign import cli, export
+from barsalign import cli
 from barsalign.errors import BarsalignError
 from barsalign.inference import load_predictor, onnx_session, physical_cores, sha256
 from barsalign.preprocess import list_images, read_image
@@ -26,18 +27,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, synth_small: Path) -> dict:
     import torch
 
     torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("runs") / "tiny_run"
-    ckpt = export.untrained_checkpoint(run / "checkpoints" / "best.ckpt", image_size=SIZE)
-    cfg = export.ExportConfig(
-        checkpoint=str(ckpt),
-        out_dir=str(run / "export"),
-        formats=("onnx",),
-        parity_data=str(synth_small),
-        parity_frames=4,
-        threshold=0.5,
-        tracking=False,
-    )
-    fp32 = Path(export.export_checkpoint(cfg)["formats"]["onnx"]["path"])
+    _, fp32 = export_untrained(tmp_path_factory, synth_small, "tiny_run", SIZE, tracking=False)
     card = quantize_model(QuantizeConfig(str(fp32), str(synth_small), frames=16, check_frames=8))
     return {"fp32": fp32, "int8": fp32.with_name("model.int8.onnx"), "card": card}
 
