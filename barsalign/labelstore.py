@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,15 +300,20 @@ class LabelStore:
                 if not f.is_file() or read_text_file(f) != text:
                     atomic_write_text(f, text)
 
-    # -- public API -----------------------------------------------------------------------
-    def label(self, path: str | Path, cls: str) -> None:
-        """Record `cls` for `path`; flushed and fsynced before it returns."""
-        if cls not in ALL_CLASSES:
-            raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(ALL_CLASSES)}")
+    def _checked(self, path: str | Path, cls: str, classes: Sequence[str]) -> str:
+        """The path as the store keeps it, after refusing an unknown class or a bad path."""
+        if cls not in classes:
+            raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(classes)}")
         sp = self.to_server(path)
         why = path_problem(sp)
         if why:
             raise BarsalignError(f"cannot label {sp[:120]!r}: {why}")
+        return sp
+
+    # -- public API -----------------------------------------------------------------------
+    def label(self, path: str | Path, cls: str) -> None:
+        """Record `cls` for `path`; flushed and fsynced before it returns."""
+        sp = self._checked(path, cls, ALL_CLASSES)
         self._writable()
         with self._locked():
             self._repair_tail()
@@ -360,13 +365,7 @@ class LabelStore:
         self._writable()
         todo = []
         for path, cls, extra in rows:
-            if cls not in CLASSES:
-                raise BarsalignError(f"unknown class {cls!r}; use one of {', '.join(CLASSES)}")
-            sp = self.to_server(path)
-            why = path_problem(sp)
-            if why:
-                raise BarsalignError(f"cannot label {sp[:120]!r}: {why}")
-            todo.append((sp, cls, extra))
+            todo.append((self._checked(path, cls, CLASSES), cls, extra))
         with self._locked():
             self._repair_tail()
             self._refresh()
