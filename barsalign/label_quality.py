@@ -26,7 +26,7 @@ import io
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,10 +291,14 @@ def find_suspects(source: str | Path, cfg: SuspectConfig | None = None) -> pd.Da
 
 
 def suspects_of(
-    items: Sequence[Item], cfg: SuspectConfig, source: str = "the labels"
+    items: Sequence[Item],
+    cfg: SuspectConfig,
+    source: str = "the labels",
+    oof: Callable[[Sequence[Item], np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """`find_suspects` of labelled items, and their region features (for a caller that fits
-    more on them)."""
+    more on them). `oof` (items, labels, fold, region) → out-of-fold P(aligned) replaces the
+    probe's scores, e.g. `suspect_finetune.FinetuneScores`."""
     labels = np.array([it.label for it in items])
     if min(labels.sum(), len(labels) - labels.sum()) < cfg.folds:
         raise BarsalignError(
@@ -303,7 +307,10 @@ def suspects_of(
         )
     fold = fold_groups(labels, [it.group for it in items], cfg.folds, cfg.seed)
     features, roi, _ = region_features(items, cfg)
-    scores = out_of_fold_scores(features, labels, fold, cfg.C)
+    if oof is None:
+        scores = out_of_fold_scores(features, labels, fold, cfg.C)
+    else:
+        scores = oof(items, labels, fold, roi)
     paths = [str(it.path) for it in items]
     df = rank_suspects(paths, labels, scores, synthetic_truth(paths))
     df.attrs["roi"] = roi
@@ -363,8 +370,9 @@ def write_labels_csv(items: Sequence[Item], path: str | Path) -> Path:
 
 def recorded_noise(root: str | Path) -> pd.DataFrame:
     """benchmarks/label_noise.py's results under `root` (every `label_noise.json`), one row
-    each: flip seed, probe (features, C, folds), flips, flips in the top suspects and their share,
-    held-out F0.5 of the flipped and the relabelled labels; empty when none was recorded."""
+    each: flip seed, how the scores were made (probe or fine-tunings; features, C, folds),
+    flips, flips in the top suspects and their share, held-out F0.5 of the flipped and the
+    relabelled labels; empty when none was recorded."""
     import pandas as pd
 
     rows = []
@@ -375,6 +383,7 @@ def recorded_noise(root: str | Path) -> pd.DataFrame:
             rows.append(
                 {
                     "seed": r.get("seed", cfg.get("seed")),
+                    "scores": r.get("scores", "probe"),
                     "features": "+".join(cfg["features"]),
                     "C": cfg["C"],
                     "folds": cfg.get("folds", 5),
@@ -403,13 +412,20 @@ def noise_summary(root: str | Path) -> str:
             "`benchmarks/label_noise.py` to measure how many flipped labels the suspects hold)."
         )
     lines = []
-    for (features, c, folds), g in df.groupby(["features", "C", "folds"], sort=False):
+    for (scores, features, c, folds), g in df.groupby(
+        ["scores", "features", "C", "folds"], sort=False
+    ):
         per_seed = ", ".join(
             f"seed {int(r['seed'])}: {r['flips in top']} of {r['flips']}"
             for _, r in g.sort_values("seed").iterrows()
         )
+        how = (
+            f"one fine-tuning per fold ({folds} folds)"
+            if scores == "finetune"
+            else f"probe on `{features}` (C {c:g}, {folds} folds)"
+        )
         lines.append(
-            f"- probe on `{features}` (C {c:g}, {folds} folds): the top {int(g['top'].iloc[0])} of "
+            f"- {how}: the top {int(g['top'].iloc[0])} of "
             f"{int(g['frames'].iloc[0])} suspects held **{g['share found'].mean():.0%}** of the "
             f"flipped labels on average "
             f"({per_seed}); held-out F0.5 {g['F0.5 flipped'].mean():.3f} with the flipped "
@@ -417,7 +433,7 @@ def noise_summary(root: str | Path) -> str:
         )
     return (
         "Recorded by `benchmarks/label_noise.py` (labels flipped at random, found from the "
-        "flipped labels alone; one line per probe):\n\n" + "\n".join(lines)
+        "flipped labels alone; one line per way of scoring):\n\n" + "\n".join(lines)
     )
 
 

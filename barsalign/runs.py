@@ -39,6 +39,7 @@ SCORES = ("val F0.5", "held-out F0.5", "held-out AUROC", *BASELINE_COLUMNS)
 NOISE_COLUMNS = (
     "run",
     "seed",
+    "scores",
     "features",
     "C",
     "folds",
@@ -56,7 +57,8 @@ NOISE_COLUMNS = (
     "minutes",
 )
 """`--kind label_noise`: benchmarks/label_noise.py's runs (seed: which labels were flipped;
-F0.5: held-out, of the final model fitted on each labelling)."""
+scores: out-of-fold scores from the frozen probe or from one fine-tuning per fold; features and
+C: the probe's; F0.5: held-out, of the final model fitted on each labelling)."""
 NOISE_METRICS = {
     "OOF AUROC (given)": "oof_auroc_given",
     "OOF AUROC (truth)": "oof_auroc_vs_truth",
@@ -120,6 +122,7 @@ def _noise_row(r: Any) -> dict[str, Any]:
         **row,
         "run": t.get("mlflow.runName", r.info.run_id[:8]),
         "seed": int(p["seed"]) if p.get("seed", "").lstrip("-").isdigit() else None,
+        "scores": p.get("scores", "probe"),
         "features": p.get("features", "-"),
         "C": p.get("C", "-"),
         "folds": p.get("folds", "-"),

@@ -97,6 +97,7 @@ def log_run(result: dict[str, Any], args: argparse.Namespace, pool: Path, out: P
         "top_share": args.top,
         "seed": args.seed,
         "final": args.final,
+        "scores": result["scores"],
         **{k: v for k, v in cfg.items() if k != "features"},
         "features": "+".join(cfg["features"]),
         "roi": result["roi"],
@@ -107,6 +108,8 @@ def log_run(result: dict[str, Any], args: argparse.Namespace, pool: Path, out: P
     numbers |= {f"wrong_labels.{k}": v for k, v in result["wrong_labels"].items()}
     tags = {"out": str(out.resolve()), **tracking.data_identity(pool)}
     name = f"label_noise seed {args.seed} {params['features']} C={args.C:g}"
+    if result["scores"] == "finetune":
+        name = f"label_noise seed {args.seed} finetune {args.folds} folds"
     files = [out / "label_noise.json", out / "suspects.csv"]
     return tracking.log_run("label_noise", name, params, numbers, tags, files)
 
@@ -130,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", help="the labelled pool (default: the synthetic default's)")
     ap.add_argument("--held-out", help="labelled frames to score (default: 05's held-out set)")
     ap.add_argument("--no-tracking", action="store_true", help="log no MLflow run")
+    ap.add_argument(
+        "--scores",
+        choices=("probe", "finetune"),
+        default="probe",
+        help="out-of-fold scores from the probe, or from one fine-tuning per fold",
+    )
+    ap.add_argument(
+        "--scores-set",
+        action="append",
+        default=[],
+        help="key=value for the per-fold fine-tunings of --scores finetune (default recipe)",
+    )
     ap.add_argument("--final", choices=("probe", "finetune"), default="probe")
     ap.add_argument("--profile", default=str(CONF_DIR / "cpu.yaml"), help="--final finetune")
     ap.add_argument("--set", action="append", default=[], help="key=value for the fine-tunings")
@@ -149,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         base = load_profile(args.profile) if args.final == "finetune" else {}
         for text in args.set:
             base.update(parse_settings(text, f"--set {text!r}"))
+        fold_settings: dict[str, Any] = {}
+        for text in args.scores_set:
+            fold_settings.update(parse_settings(text, f"--scores-set {text!r}"))
         pool = Path(args.pool) if args.pool else pool_labels(ensure_default())
         truth = load_labels(pool)
         noisy, flipped = flip_labels(truth, args.flip, args.seed)
@@ -165,11 +183,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     name = f"{'+'.join(cfg.features)}_c{cfg.C:g}_f{cfg.folds}_seed{args.seed}"
+    if args.scores == "finetune":
+        name = f"finetune_f{cfg.folds}_seed{args.seed}"
     out = Path(args.out or OUT / name)
     out.mkdir(parents=True, exist_ok=True)
     # 1. the suspects, from the flipped labels only
     started = time.perf_counter()
-    df, features = suspects_of(noisy, cfg, "the flipped pool")
+    oof = None
+    if args.scores == "finetune":
+        from barsalign.suspect_finetune import FinetuneScores
+
+        oof = FinetuneScores(out / "folds", {"seed": args.seed, **fold_settings})
+    df, features = suspects_of(noisy, cfg, "the flipped pool", oof)
     write_suspects(df, out / "suspects.csv")
     seconds = time.perf_counter() - started
     flips = {str(truth[i].path) for i in flipped}
@@ -198,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         "suspects_seconds": round(seconds, 1),
         "roi": list(df.attrs["roi"]) if df.attrs["roi"] else None,
         "final": args.final,
+        "scores": args.scores,
+        "scores_settings": fold_settings if args.scores == "finetune" else {},
         "suspect_config": {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(cfg).items()

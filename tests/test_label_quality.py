@@ -209,3 +209,34 @@ def test_label_noise_markdown_cells_and_means() -> None:
     mean = body[2]
     assert mean[col["share found"]] == "**47.5 %** (sd 3.5)", mean  # 50 % and 45 %
     assert mean[col["flips in top"]] == "57.0" and mean[col["minutes"]] == "1.6"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:frame .* is smaller than target_size")
+def test_finetune_scores_come_from_runs_that_never_saw_the_fold(pool: Path, tmp_path: Path) -> None:
+    """`FinetuneScores`: one short real training per fold, each on the other folds' labels only;
+    every frame gets a probability, and the suspects table ranks them like the probe's."""
+    from barsalign.label_quality import fold_groups, suspects_of
+    from barsalign.suspect_finetune import FinetuneScores
+
+    items = load_labels(pool)
+    oof = FinetuneScores(tmp_path / "folds", {"max_steps": 2, "image_size": 64, "batch_size": 8})
+    cfg = SuspectConfig(folds=2, image_size=64, roi=STOPPER_ROI)
+    df, _ = suspects_of(items, cfg, "the pool", oof)
+    assert len(df) == len(items) and df["score"].between(0, 1).all()
+    labels = np.array([it.label for it in items])
+    fold = fold_groups(labels, [it.group for it in items], 2, cfg.seed)
+    for k in (0, 1):
+        trained = {
+            r["path"] for r in csv.DictReader((tmp_path / f"folds/fold{k}/labels.csv").open())
+        }
+        scored = {str(Path(it.path).resolve()) for it, f in zip(items, fold, strict=True) if f == k}
+        assert trained and scored and not trained & scored
+        assert (tmp_path / f"folds/fold{k}/run/checkpoints/best.ckpt").is_file()
+
+
+def test_finetune_scores_refuse_settings_each_fold_sets() -> None:
+    from barsalign.suspect_finetune import FinetuneScores
+
+    with pytest.raises(BarsalignError, match="data_dir, roi are set per fold"):
+        FinetuneScores(Path("x"), {"data_dir": "a", "roi": None, "max_steps": 3})
