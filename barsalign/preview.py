@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,9 +25,7 @@ from barsalign.preprocess import (
     roi_box,
     to_bgr8,
 )
-
-if TYPE_CHECKING:
-    from barsalign.train import FinetuneConfig
+from barsalign.train_config import FinetuneConfig, profile_params, write_profile
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class TrainingView:
     profiles: tuple[str, ...] = ()  # the profiles it was resolved from, in order
 
     def fragment(self) -> dict[str, Any]:
-        """The previewed settings as profile values (`barsalign.train.write_profile`)."""
+        """The previewed settings as profile values (`barsalign.train_config.write_profile`)."""
         p = self.preprocess
         return {
             "image_size": p.target_size,
@@ -89,22 +87,21 @@ def training_view(
 
     Args:
         params: training parameters (a notebook's `globals()`: the keys of `FinetuneConfig`);
-            over `profile`'s as `barsalign.train.profile_params` merges them.
+            over `profile`'s as `barsalign.train_config.profile_params` merges them.
         checkpoint: a trained `.ckpt`: its own preprocessing, and the augmentation and frames
             of the run's `config.yaml`; `params`' `data_dir` stands in for moved frames.
     """
-    from barsalign import train
     from barsalign.data import split_labels
-    from barsalign.recipe import plan_training
+    from barsalign.recipe import plan_training, with_synthetic_default
 
     if checkpoint is not None:
         cfg, pcfg, source = _checkpoint_config(Path(checkpoint), params.get("data_dir"))
         region = f"the checkpoint's: {list(pcfg.roi) if pcfg.roi else 'whole frame'}"
     else:
-        merged = {**train.profile_params(params, profile), "tracking": False}
-        cfg = train.FinetuneConfig.from_params(merged)
+        merged = {**profile_params(params, profile), "tracking": False}
+        cfg = FinetuneConfig.from_params(merged)
         if cfg.data_dir is None:
-            cfg = train.with_synthetic_default(cfg)
+            cfg = with_synthetic_default(cfg)
         cfg, plan = plan_training(cfg)  # the region proposed here, as training proposes it
         pcfg, region = cfg.preprocess_config(), plan.roi_reason
     names = [profile] if isinstance(profile, str | Path) else list(profile or [])
@@ -121,7 +118,6 @@ def _checkpoint_config(
 ) -> tuple[FinetuneConfig, PreprocessConfig, str]:
     """A checkpoint's training config (from its run's config.yaml) and its preprocessing."""
     from barsalign.inference import load_predictor
-    from barsalign.train import FinetuneConfig
 
     pcfg = load_predictor(ckpt).preprocess_cfg
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -141,8 +137,6 @@ def _checkpoint_config(
 def write_fragment(view: TrainingView, path: str | Path) -> Path:
     """The view's settings as a profile fragment (YAML) that 04_finetune's `profile` and
     `barsalign train --profile` take unchanged, on top of the profile it came from."""
-    from barsalign.train import write_profile
-
     name = Path(path).name
     base = [p for p in view.profiles if Path(p).resolve() != Path(path).resolve()]
     header = (

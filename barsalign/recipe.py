@@ -13,19 +13,23 @@
 - **warm-up**: `warmup_fraction` of the steps, then a cosine decay to the last step.
 - **gap pairs**: with `gap_pairs` and a region, the renderer's short-bar scenes and their flush
   twins (`barsalign.synth.gap_pairs`) are rendered once and drawn beside the training frames.
+
+Without a `data_dir`, `with_synthetic_default` gives the frames: the rendered pool and example set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from barsalign.config import SYNTH_TWINS_DIR
 from barsalign.data import check_both_classes, class_counts, split_labels
+from barsalign.train_config import FinetuneConfig
 
-if TYPE_CHECKING:
-    from barsalign.train import FinetuneConfig
+log = logging.getLogger(__name__)
 
 PASSES_SMALL = 20  # how often a small training set is seen
 SAMPLES = (6000, 7200)  # the fewest and most training samples of the automatic budget
@@ -142,3 +146,21 @@ def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
         pairs_reason=pairs_reason,
     )
     return resolved, plan
+
+
+def with_synthetic_default(
+    cfg: FinetuneConfig, root: Path | None = None, twins_dir: Path = SYNTH_TWINS_DIR
+) -> FinetuneConfig:
+    """The synthetic default, the plant's way: train on the labelled pool (with
+    `cfg.synthetic_twins`, partly short-bar scenes and their twins, into `twins_dir`), validate
+    on the example set; `root` is the rendered data set (default: rendered first if missing)."""
+    from barsalign.synth import ensure_default, hard_pool, pool_labels
+
+    root = root or ensure_default()
+    val = cfg.val_data_dir if cfg.val_data_dir is not None else str(root / "example_set")
+    if cfg.synthetic_twins:
+        data = hard_pool(root, twins_dir, frames=cfg.synthetic_twins, hard_fraction=1.0, twins=True)
+        log.info("training pool: %d frames are short-bar scenes and twins", cfg.synthetic_twins)
+    else:
+        data = pool_labels(root)
+    return dataclasses.replace(cfg, data_dir=str(data), val_data_dir=val)

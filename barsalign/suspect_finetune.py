@@ -33,8 +33,8 @@ class FinetuneScores:
 
     Args:
         work_dir: each fold's labels CSV and run folder go under it (`fold0/`, `fold1/`, ...).
-        settings: `train.FinetuneConfig` fields for every fold (e.g. max_steps); the data, the
-            region and the run folder are the fold's own.
+        settings: `train_config.FinetuneConfig` fields for every fold (e.g. max_steps); the
+            data, the region and the run folder are the fold's own.
         batch: frames scored at once.
     """
 
@@ -54,7 +54,8 @@ class FinetuneScores:
         self, items: Sequence[Item], labels: np.ndarray, fold: np.ndarray, roi: Any
     ) -> np.ndarray:
         from barsalign.inference import load_predictor
-        from barsalign.train import FinetuneConfig, run_training
+        from barsalign.train import run_training
+        from barsalign.train_config import FinetuneConfig
 
         scores = np.full(len(items), np.nan)
         for k in np.unique(fold):

@@ -4,7 +4,7 @@ The store is `MLFLOW_TRACKING_URI` when set (a team's `mlflow server`, with no c
 else a SQLite file in the repo (`mlflow.db`, artefacts in `mlartifacts/`, both git-ignored:
 MLflow's own defaults, so `.venv/bin/mlflow ui` from the repo root opens it). The experiment is
 `MLFLOW_EXPERIMENT_NAME`, else "barsalign". A training run logs through Lightning's
-`MLFlowLogger` beside the CSV (and TensorBoard event files in the run's `tb/`): the resolved
+`MLFlowLogger` beside the CSV and TensorBoard (`barsalign.run_folder`): the resolved
 config as params, every logged step's metrics, then the summary and the run folder's files
 (`RUN_ARTIFACTS`: config, metrics, summary, curves, the best validation's scores and figure);
 its tags say the git commit and whether the tree was dirty, the data set (folder, frame count,
@@ -41,8 +41,6 @@ RUN_ARTIFACTS = (
     "val_scores.csv",
     "val_panel.png",
 )
-TENSORBOARD_DIR = "tb"
-"""A run folder's TensorBoard event files (`tensorboard --logdir reports/runs` shows them all)."""
 
 
 def tracking_uri() -> str:
@@ -265,75 +263,6 @@ def start_training(cfg: Any, run_dir: Path) -> Any:
     )
     log_params(logger.experiment, logger.run_id, flatten(cfg.to_dict()))
     return logger
-
-
-def tensorboard_logger(run_dir: Path) -> Any:
-    """Lightning's TensorBoard logger: the same per-step metrics as the CSV and MLflow, as
-    event files in `run_dir/tb/`, for those who read curves in TensorBoard."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    return TensorBoardLogger(
-        str(run_dir), name="", version=TENSORBOARD_DIR, default_hp_metric=False
-    )
-
-
-def best_validation_scores() -> Any:
-    """A callback keeping the labels and scores of the best validation so far (highest
-    `val_f05`, as the best checkpoint is chosen); `write_validation` draws them. One process
-    only: under DDP each rank sees a shard, and nothing is kept."""
-    import lightning.pytorch as pl
-    import numpy as np
-    import torch
-
-    class BestValidationScores(pl.Callback):
-        def __init__(self) -> None:
-            self.best = -np.inf
-            self.labels: np.ndarray | None = None
-            self.scores: np.ndarray | None = None
-            self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-            self._batches = []
-
-        def on_validation_batch_end(
-            self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *_: Any
-        ) -> None:
-            if trainer.world_size == 1 and isinstance(outputs, torch.Tensor):
-                self._batches.append((batch[1].detach().cpu(), outputs.detach().float().cpu()))
-
-        def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-            f05 = trainer.callback_metrics.get("val_f05")
-            if trainer.sanity_checking or f05 is None or not self._batches:
-                return
-            if float(f05) > self.best:  # strictly better, as ModelCheckpoint keeps "best"
-                self.best = float(f05)
-                self.labels = torch.cat([y for y, _ in self._batches]).numpy().astype(int)
-                self.scores = torch.cat([s for _, s in self._batches]).numpy().reshape(-1)
-
-    return BestValidationScores()
-
-
-def write_validation(kept: Any, run_dir: Path, title: str) -> list[Path]:
-    """The best validation's scores (`val_scores.csv`: label, score) and its figure
-    (`val_panel.png`: confusion at 0.5, precision-recall, scores, reliability) in the run
-    folder; nothing when no validation was kept."""
-    if kept.scores is None:
-        return []
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from barsalign.metrics import threshold_max_fbeta
-    from barsalign.plots import model_panel
-
-    table = run_dir / "val_scores.csv"
-    pd.DataFrame({"label": kept.labels, "score": kept.scores}).to_csv(table, index=False)
-    best_t = threshold_max_fbeta(kept.labels, kept.scores, beta=0.5)[0]
-    fig = model_panel(
-        kept.labels, kept.scores, 0.5, f"{title}: best validation", {"max F0.5": best_t}
-    )
-    fig.savefig(run_dir / "val_panel.png", dpi=90)
-    plt.close(fig)
-    return [table, run_dir / "val_panel.png"]
 
 
 def finish_training(logger: Any, run_dir: Path, summary: dict[str, Any]) -> None:

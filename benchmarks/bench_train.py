@@ -20,7 +20,7 @@ import torch
 
 from barsalign.config import CONF_DIR
 from barsalign.model import PRESETS, AlignmentClassifier, count_parameters
-from barsalign.train import load_profile
+from barsalign.train_config import load_profile
 
 
 def images_per_s(

@@ -66,7 +66,8 @@ def finetune_f05(items: list[Any], name: str, base: dict[str, Any], out: Path, h
 
     from barsalign.label_quality import write_labels_csv
     from barsalign.synth import ensure_default
-    from barsalign.train import FinetuneConfig, run_training
+    from barsalign.train import run_training
+    from barsalign.train_config import FinetuneConfig
 
     labels = write_labels_csv(items, out / f"labels_{name}.csv")
     run = out / f"run_{name}"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from barsalign.evaluate import ensure_held_out, labelled_folder
     from barsalign.label_quality import flip_labels, region_features, suspects_of, write_suspects
     from barsalign.synth import ensure_default, pool_labels
-    from barsalign.train import load_profile
+    from barsalign.train_config import load_profile
 
     try:
         if not 0 < args.top < 1:

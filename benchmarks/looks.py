@@ -109,7 +109,8 @@ def run_look(
     """One row: the default recipe on `look` with `seed`, and the baseline beside it; both
     held-out scores also go on the tracked training run (tagged with the look)."""
     from barsalign import tracking
-    from barsalign.train import FinetuneConfig, run_training
+    from barsalign.train import run_training
+    from barsalign.train_config import FinetuneConfig
 
     sets = look_sets(look, n_train, sets_dir)
     run = out / f"{look}_{n_train}_s{seed}"

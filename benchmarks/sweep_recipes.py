@@ -29,7 +29,8 @@ import yaml
 
 from barsalign.config import CONF_DIR
 from barsalign.errors import BarsalignError
-from barsalign.train import CONFIG_KEYS, FinetuneConfig, load_profile, run_training
+from barsalign.train import run_training
+from barsalign.train_config import CONFIG_KEYS, FinetuneConfig, load_profile
 
 
 def parse_settings(text: str, where: str) -> dict[str, Any]:

@@ -23,12 +23,12 @@ CONCERNS = {
     "data": ["data", "cache"],
     "synthetic data": ["synth"],
     "preprocessing": ["preprocess", "augment", "roi"],
-    "modeling": ["model", "recipe", "train", "baseline"],
+    "modeling": ["model", "train_config", "recipe", "train", "baseline"],
     "inference": ["inference"],
     "evaluation": ["evaluate", "metrics", "gradcam", "predict"],
     "export": ["export", "quantize"],
     "monitor": ["monitor"],
-    "tracking": ["tracking", "runs", "registry"],
+    "tracking": ["run_folder", "tracking", "runs", "registry"],
     "figures and reports": ["plots", "preview", "eda", "reports", "summary"],
 }
 """Each module's concern, by name; a subpackage's modules (`synth.render`) go with it."""

@@ -24,7 +24,8 @@ from barsalign.synth import STOPPER_ROI, SynthConfig, flush_twin
 from barsalign.synth.geometry import head_points_px
 from barsalign.synth.render import render
 from barsalign.synth.scenes import Session, build_spec
-from barsalign.train import FinetuneConfig, run_training
+from barsalign.train import run_training
+from barsalign.train_config import FinetuneConfig
 
 
 class _Brightness(nn.Module):

@@ -26,7 +26,7 @@ from barsalign.preprocess import (
     read_image,
     to_tensor,
 )
-from barsalign.train import load_profile
+from barsalign.train_config import load_profile
 
 DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 

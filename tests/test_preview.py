@@ -16,7 +16,7 @@ from barsalign import preview
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import PreprocessConfig, preprocess, read_image
-from barsalign.train import load_profile, profile_params, write_profile
+from barsalign.train_config import load_profile, profile_params, write_profile
 
 REGION = [0.45, 0.05, 0.95, 0.75]
 

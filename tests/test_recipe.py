@@ -17,7 +17,7 @@ from barsalign.preprocess import roi_box
 from barsalign.recipe import SAMPLES, auto_steps, plan_training
 from barsalign.roi import propose_roi
 from barsalign.synth import render_look_sets
-from barsalign.train import FinetuneConfig
+from barsalign.train_config import FinetuneConfig
 from tests.test_train import TensorData
 
 

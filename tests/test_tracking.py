@@ -25,7 +25,8 @@ from sklearn.metrics import fbeta_score
 from barsalign.cli import main
 from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
-from barsalign.train import FinetuneConfig, run_training
+from barsalign.train import run_training
+from barsalign.train_config import FinetuneConfig
 from tests.test_train import TINY, TensorData
 
 

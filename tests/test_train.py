@@ -25,7 +25,8 @@ from barsalign.errors import BarsalignError
 from barsalign.evaluate import load_scorer
 from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
 from barsalign.preprocess import PreprocessConfig
-from barsalign.train import FinetuneConfig, load_profile, make_datamodule, run_training
+from barsalign.train import make_datamodule, run_training
+from barsalign.train_config import FinetuneConfig, load_profile
 
 TINY = 64
 
@@ -292,7 +293,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tests.test_train import TensorData
-from barsalign.train import FinetuneConfig, run_training
+from barsalign.train import run_training
+from barsalign.train_config import FinetuneConfig
 
 
 def digest(module):
@@ -429,8 +431,8 @@ def test_synthetic_twins_swap_pool_frames_for_short_bar_scenes_and_their_twins(
     synth_small: Path, tmp_path: Path
 ) -> None:
     from barsalign.data import load_labels
+    from barsalign.recipe import with_synthetic_default
     from barsalign.synth import load_metadata
-    from barsalign.train import with_synthetic_default
 
     root = shutil.copytree(synth_small, tmp_path / "synth")  # the pool gets a labels.csv
     plain = with_synthetic_default(FinetuneConfig(), root=root, twins_dir=tmp_path / "tw")
