@@ -97,13 +97,8 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     from barsalign import tracking
-    from barsalign.model import (
-        AlignmentClassifier,
-        StagedUnfreeze,
-        count_parameters,
-        data_config,
-        freeze_early_stages,
-    )
+    from barsalign.backbones import data_config, freeze_early_stages
+    from barsalign.model import AlignmentClassifier, StagedUnfreeze, count_parameters
     from barsalign.recipe import plan_training, with_synthetic_default
 
     # 1. the run folder, the backbone (a bad name fails first) and the data are checked

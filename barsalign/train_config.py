@@ -50,7 +50,7 @@ class FinetuneConfig:
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
-        global_pool: the backbone's pooling before the head (`barsalign.model.POOLS`).
+        global_pool: the backbone's pooling before the head (`barsalign.backbones.POOLS`).
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
         freeze_stages: keep the backbone's stem and first N stages frozen for the whole run
             (their ImageNet filters stay, and a CPU step is faster: `bench_train.py`); None:
@@ -120,7 +120,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         if self.image_size is None:
-            from barsalign.model import default_image_size  # imports timm: only when needed
+            from barsalign.backbones import default_image_size  # imports timm: only when needed
 
             set_("image_size", default_image_size(self.backbone))
         if self.run_name is None:

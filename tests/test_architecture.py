@@ -23,7 +23,7 @@ CONCERNS = {
     "data": ["data", "cache"],
     "synthetic data": ["synth"],
     "preprocessing": ["preprocess", "augment", "roi"],
-    "modeling": ["model", "train_config", "recipe", "train", "baseline"],
+    "modeling": ["backbones", "model", "train_config", "recipe", "train", "baseline"],
     "inference": ["inference"],
     "evaluation": ["evaluate", "metrics", "gradcam", "predict"],
     "export": ["export", "quantize"],

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from barsalign.backbones import create_backbone, data_config
 from barsalign.evaluate import error_cases
 from barsalign.gradcam import grad_cam, overlay
 from barsalign.inference import load_predictor
-from barsalign.model import create_backbone, data_config
 from barsalign.preprocess import PreprocessConfig, preprocess, to_tensor
 from barsalign.synth import STOPPER_ROI, SynthConfig, flush_twin
 from barsalign.synth.geometry import head_points_px

@@ -12,20 +12,18 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from barsalign.errors import BarsalignError
-from barsalign.model import (
-    PRESETS,
-    AlignmentClassifier,
+from barsalign.backbones import (
     RandomInitWarning,
     create_backbone,
     data_config,
     default_image_size,
     feature_width,
     hf_cache_file,
-    load_checkpoint,
     load_packaged_lite0,
     packaged_lite0_file,
 )
+from barsalign.errors import BarsalignError
+from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
 
 SAMPLES = Path(cv2.__file__).parents[1]
 """site-packages: real photographs ship with scikit-learn and matplotlib."""
