@@ -54,7 +54,9 @@ COMMANDS: dict[str, Command] = {
         "barsalign.monitor.serve",
         "the operator's screen in a browser: live border, score, strip and event log",
     ),
-    "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
+    "labels": Command(
+        "barsalign.data.labels", "convert labels between class files, folders and CSV"
+    ),
     "suspects": Command(
         "barsalign.label_quality",
         "rank labelled frames by how likely their label is wrong (cleanlab)",
