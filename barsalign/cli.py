@@ -26,7 +26,9 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "synth": Command("barsalign.synth.cli", "render the synthetic conveyor data set"),
-    "preprocess": Command("barsalign.preprocess", "write preprocessed frames for a visual check"),
+    "preprocess": Command(
+        "barsalign.preprocess.cli", "write preprocessed frames for a visual check"
+    ),
     "cache": Command(
         "barsalign.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
     ),
