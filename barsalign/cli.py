@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("barsalign.predict", "metrics of a model on a labelled folder"),
     "predict": Command("barsalign.predict", "score a folder of frames into a CSV"),
     "export": Command(
-        "barsalign.export",
+        "barsalign.export.cli",
         "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
     ),
     "quantize": Command(
