@@ -60,7 +60,7 @@ COMMANDS: dict[str, Command] = {
         "barsalign.data.labels", "convert labels between class files, folders and CSV"
     ),
     "suspects": Command(
-        "barsalign.label_quality",
+        "barsalign.label_quality.cli",
         "rank labelled frames by how likely their label is wrong (cleanlab)",
     ),
     "runs": Command("barsalign.runs", "list and compare tracked training runs (MLflow)"),
