@@ -216,7 +216,8 @@ def test_label_noise_markdown_cells_and_means() -> None:
 def test_finetune_scores_come_from_runs_that_never_saw_the_fold(pool: Path, tmp_path: Path) -> None:
     """`FinetuneScores`: one short real training per fold, each on the other folds' labels only;
     every frame gets a probability, and the suspects table ranks them like the probe's."""
-    from barsalign.label_quality import fold_groups, suspects_of
+    from barsalign.label_quality import suspects_of
+    from barsalign.label_quality.suspects import fold_groups
     from barsalign.suspect_finetune import FinetuneScores
 
     items = load_labels(pool)
