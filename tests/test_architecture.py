@@ -19,7 +19,7 @@ START, END = "<!-- import-graph: python tests/test_architecture.py -->", "<!-- /
 
 CONCERNS = {
     "core": ["__init__", "__main__", "cli", "config", "errors", "outputs", "presets"],
-    "labels": ["labelstore", "labeler", "label_quality", "suspect_finetune", "active"],
+    "labels": ["labelstore", "labeler", "label_quality", "active"],
     "data": ["data", "data.labels", "data.datamodule", "cache"],
     "synthetic data": ["synth"],
     "preprocessing": ["preprocess", "augment", "roi"],

@@ -3,18 +3,15 @@ recorded of how many flips the top suspects held."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from barsalign.data.labels import write_csv_labels
 from barsalign.errors import BarsalignError
-from barsalign.label_quality.suspects import NAMES
-from barsalign.outputs import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,12 +31,8 @@ def flip_labels(items: Sequence[Item], share: float, seed: int = 0) -> tuple[lis
 
 
 def write_labels_csv(items: Sequence[Item], path: str | Path) -> Path:
-    """Items as a CSV `path,label` (absolute paths) that `data.load_labels` reads back."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "label"))
-    writer.writerows((str(Path(it.path).resolve()), NAMES[it.label]) for it in items)
-    return atomic_write_text(path, buf.getvalue())
+    """Items as a labels CSV with absolute paths (`data.labels.write_csv_labels`)."""
+    return write_csv_labels([(Path(it.path).resolve(), it.label) for it in items], path)
 
 
 def recorded_noise(root: str | Path) -> pd.DataFrame:

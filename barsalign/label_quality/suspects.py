@@ -43,6 +43,9 @@ COLUMNS = ("rank", "path", "label", "score", "label_quality", "suspect", "truth"
 self-confidence (P(the given label)), `suspect` cleanlab's label issue flag, `truth` the
 renderer's label where known and `truth_confirms` whether it says the given label is wrong."""
 NAMES = {1: "aligned", 0: "not_aligned"}
+OutOfFold = Callable[[Sequence["Item"], np.ndarray, np.ndarray, Any], np.ndarray]
+"""(items, labels, fold, region) → each frame's P(aligned) from a model fitted without its
+fold: what replaces the probe's scores (`finetune.FinetuneScores`)."""
 
 
 def fold_groups(labels: np.ndarray, groups: Sequence[str], folds: int, seed: int) -> np.ndarray:
@@ -136,24 +139,26 @@ def synthetic_truth(paths: Sequence[Path | str]) -> dict[str, int]:
     return out
 
 
-def find_suspects(source: str | Path, cfg: SuspectConfig | None = None) -> pd.DataFrame:
+def find_suspects(
+    source: str | Path, cfg: SuspectConfig | None = None, oof: OutOfFold | None = None
+) -> pd.DataFrame:
     """The ranked suspects table of the labelled frames at `source` (a folder layout, the
     labeler's class files or a CSV path,label: `data.load_labels`); `attrs["roi"]` holds the
-    region the features came from."""
+    region the features came from. `oof` as in `suspects_of`."""
     from barsalign.data import load_labels
 
-    return suspects_of(load_labels(source), cfg or SuspectConfig(), str(source))[0]
+    return suspects_of(load_labels(source), cfg or SuspectConfig(), str(source), oof)[0]
 
 
 def suspects_of(
     items: Sequence[Item],
     cfg: SuspectConfig,
     source: str = "the labels",
-    oof: Callable[[Sequence[Item], np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
+    oof: OutOfFold | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """`find_suspects` of labelled items, and their region features (for a caller that fits
     more on them). `oof` (items, labels, fold, region) → out-of-fold P(aligned) replaces the
-    probe's scores, e.g. `suspect_finetune.FinetuneScores`."""
+    probe's scores, e.g. `finetune.FinetuneScores`."""
     labels = np.array([it.label for it in items])
     if min(labels.sum(), len(labels) - labels.sum()) < cfg.folds:
         raise BarsalignError(
