@@ -1,5 +1,8 @@
 """The EDA's cluster view: real Lite0 embeddings of rendered frames on a 2-D map, the frames a
-lasso or a click selects, and the widget that turns mouse events on its picture into them."""
+lasso or a click selects, and the widget that turns mouse events on its picture into them.
+
+The tests on real embeddings are slow (a backbone pass over 20 frames); the first test checks
+the selection on a map of known points without one."""
 
 from __future__ import annotations
 
@@ -21,6 +24,27 @@ def cmap(synth_small: Path) -> ClusterMap:
     return ClusterMap.build(synth_small, frames, image_size=96, cache_dir=None)
 
 
+def test_selection_on_a_map_of_known_points(tmp_path: Path) -> None:
+    import pandas as pd
+
+    xy = np.array([[0, 0], [1, 0], [0, 1], [5, 5], [6, 5], [9, 9]], dtype=float)
+    frames = pd.DataFrame({"file": [f"f{i}.jpg" for i in range(6)], "label": ["aligned"] * 6})
+    cmap = ClusterMap(tmp_path, frames, xy)
+    assert cmap.select([(-1, -1), (2, -1), (-1, 2)])["file"].tolist() == [
+        "f0.jpg",
+        "f1.jpg",
+        "f2.jpg",
+    ]
+    assert cmap.select([(4, 4), (7, 4), (7, 6), (4, 6)])["file"].tolist() == ["f3.jpg", "f4.jpg"]
+    assert cmap.select_near(5.6, 5.2)["file"].tolist() == ["f4.jpg"]
+    assert cmap.select_near(8, 8)["path"].tolist() == [str(tmp_path / "f5.jpg")]
+    assert cmap.farthest(1)["file"].tolist() == ["f5.jpg"]
+    back = cmap.to_map(cmap.to_pixels(xy))  # the picture's pixels and the map agree
+    np.testing.assert_allclose(back, xy, atol=1e-9)
+    with pytest.raises(BarsalignError, match="6 frames but map coordinates"):
+        ClusterMap(tmp_path, frames, xy[:5])
+
+
 def _leftmost_box(xy: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The 2-6 leftmost points (as many as leave the widest gap to the next) and a lasso, a
     rectangle, around exactly them."""
@@ -34,6 +58,7 @@ def _leftmost_box(xy: np.ndarray) -> tuple[list[int], np.ndarray]:
     )
 
 
+@pytest.mark.slow
 def test_the_map_holds_every_frame_with_its_session_and_a_real_embedding(
     cmap: ClusterMap, synth_small: Path
 ) -> None:
@@ -47,6 +72,7 @@ def test_the_map_holds_every_frame_with_its_session_and_a_real_embedding(
     np.testing.assert_allclose(again.xy, cmap.xy, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_lasso_around_known_points_returns_exactly_those_frames(cmap: ClusterMap) -> None:
     inside, box = _leftmost_box(cmap.xy)
     got = cmap.select(box)
@@ -63,6 +89,7 @@ def test_a_lasso_around_known_points_returns_exactly_those_frames(cmap: ClusterM
     assert cmap.select(ring + 10 * (cmap.xy.max() - cmap.xy.min())).empty
 
 
+@pytest.mark.slow
 def test_a_click_returns_the_nearest_frame(cmap: ClusterMap) -> None:
     for i in (0, 5, 13):
         d = np.hypot(*(cmap.xy - cmap.xy[i]).T)
@@ -73,6 +100,7 @@ def test_a_click_returns_the_nearest_frame(cmap: ClusterMap) -> None:
     assert three["file"].iloc[0] == cmap.frames["file"][2] and len(three) == 3
 
 
+@pytest.mark.slow
 def test_bad_lassos_and_methods_fail_in_one_line(cmap: ClusterMap) -> None:
     with pytest.raises(BarsalignError, match="at least 3"):
         cmap.select([(0, 0), (1, 1)])
@@ -82,6 +110,7 @@ def test_bad_lassos_and_methods_fail_in_one_line(cmap: ClusterMap) -> None:
         cmap.figure("weather")
 
 
+@pytest.mark.slow
 def test_tsne_maps_the_same_frames(cmap: ClusterMap, synth_small: Path) -> None:
     from barsalign.active import embed
 
@@ -90,6 +119,7 @@ def test_tsne_maps_the_same_frames(cmap: ClusterMap, synth_small: Path) -> None:
     assert xy.shape == (20, 2) and np.isfinite(xy).all()
 
 
+@pytest.mark.slow
 def test_the_widget_turns_a_click_and_a_lasso_on_its_picture_into_frames(
     cmap: ClusterMap,
 ) -> None:
