@@ -29,7 +29,15 @@ CONCERNS = {
     "export": ["export", "quantize"],
     "monitor": ["monitor"],
     "tracking": ["tracking", "runs", "registry"],
-    "figures and reports": ["plots", "preview", "eda", "reports", "summary"],
+    "figures and reports": [
+        "plots",
+        "preview",
+        "eda",
+        "reports",
+        "summary",
+        "cluster_map",
+        "efficiency_report",
+    ],
 }
 """Each module's concern, by name; a subpackage's modules (`synth.render`) go with it."""
 
