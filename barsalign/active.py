@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from barsalign.cache import DEFAULT_CACHE
 from barsalign.errors import BarsalignError
-from barsalign.label_quality import fit_probe
+from barsalign.label_quality import SuspectConfig, fit_probe, region_features
 from barsalign.labelstore import LabelStore, by_annotator
 
 STRATEGIES = ("random", "uncertainty", "diverse")
@@ -109,6 +110,24 @@ def embedding_map(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """A 2-D map of the embeddings [N, 2] (PCA of the standardised features), for a cluster
     view coloured by label or session."""
     return reduce(features, dims=2, seed=seed)
+
+
+def embed(
+    paths: Sequence[str | Path],
+    roi: Any = None,
+    image_size: int = 320,
+    cache_dir: str | Path | None = DEFAULT_CACHE,
+) -> np.ndarray:
+    """The loop's embeddings [N, D] of any frames: frozen Lite0 features of the region (`roi`
+    as `preprocess.parse_roi` reads it; None the whole frame), cached on disk by file content
+    (`label_quality.region_features`), so a second look costs no network pass."""
+    from barsalign.data import Item
+
+    items = [Item(Path(p), 0, str(p)) for p in paths]
+    if not items:
+        raise BarsalignError("no frames to embed")
+    cfg = SuspectConfig(roi=roi, image_size=image_size)
+    return region_features(items, cfg, cache_dir)[0]
 
 
 def k_center_greedy(

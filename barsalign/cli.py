@@ -26,7 +26,9 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "synth": Command("barsalign.synth.cli", "render the synthetic conveyor data set"),
-    "preprocess": Command("barsalign.preprocess", "write preprocessed frames for a visual check"),
+    "preprocess": Command(
+        "barsalign.preprocess.cli", "write preprocessed frames for a visual check"
+    ),
     "cache": Command(
         "barsalign.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
     ),
@@ -39,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("barsalign.predict", "metrics of a model on a labelled folder"),
     "predict": Command("barsalign.predict", "score a folder of frames into a CSV"),
     "export": Command(
-        "barsalign.export",
+        "barsalign.export.cli",
         "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
     ),
     "quantize": Command(
@@ -54,9 +56,11 @@ COMMANDS: dict[str, Command] = {
         "barsalign.monitor.serve",
         "the operator's screen in a browser: live border, score, strip and event log",
     ),
-    "labels": Command("barsalign.labeler", "convert labels between class files, folders and CSV"),
+    "labels": Command(
+        "barsalign.data.labels", "convert labels between class files, folders and CSV"
+    ),
     "suspects": Command(
-        "barsalign.label_quality",
+        "barsalign.label_quality.cli",
         "rank labelled frames by how likely their label is wrong (cleanlab)",
     ),
     "runs": Command("barsalign.runs", "list and compare tracked training runs (MLflow)"),

@@ -1,7 +1,7 @@
 """Exploratory data analysis of a folder of frames: inventory, balance, brightness, examples.
 
 Works on the synthetic default (with its metadata: scene, lighting, gaps) and on any user
-folder (labels from `aligned/` and `not_aligned/` subfolders, else "unlabelled").
+folder (labels from the folder layout, `data.labels.folder_label`; else "unlabelled").
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from barsalign.config import IMAGE_SUFFIXES
+from barsalign.data.labels import NAMES, folder_label
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import PreprocessConfig, list_images
 
@@ -32,11 +33,10 @@ def require_images(data_dir: str | Path) -> list[Path]:
     return files
 
 
-def _label_from_path(path: Path) -> str:
-    for part in reversed(path.parts[:-1]):
-        if part in ("aligned", "not_aligned"):
-            return part
-    return "unlabelled"
+def _label_name(rel: str | Path) -> str:
+    """The label of a frame at `rel` below the data folder in the folder layout's rule."""
+    lab = folder_label(rel)
+    return NAMES[lab] if lab is not None else "unlabelled"
 
 
 def inventory(data_dir: str | Path) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def inventory(data_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in require_images(root):
         rel = path.relative_to(root).as_posix()
-        row = {"file": rel, "label": _label_from_path(path), "subset": path.parts[-2]}
+        row = {"file": rel, "label": _label_name(rel), "subset": path.parts[-2]}
         img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_4)
         if img is None:
             row["error"] = "unreadable"
@@ -147,7 +147,7 @@ def contact_sheet(
         if captions:
             gap = m.get("max_gap_px")
             gap_text = f" gap {gap:.1f}px" if gap else ""
-            parts = [m.get("label", _label_from_path(root / rel)), m.get("lighting", "")]
+            parts = [m.get("label", _label_name(rel)), m.get("lighting", "")]
             text = " ".join(p for p in parts if p) + gap_text
         heads = m.get("heads_px") if captions else None  # rings belong to the annotated grids
         tiles.append(_tile(root / rel, tile, text, heads, m.get("gaps_px")))

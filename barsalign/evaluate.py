@@ -21,6 +21,7 @@ import pandas as pd
 
 from barsalign.baseline import EdgeBaseline
 from barsalign.config import DATA_DIR, RUNS_DIR
+from barsalign.data.labels import layout_root, read_folder_labels
 from barsalign.errors import BarsalignError
 from barsalign.inference import Predictor, as_predictor, load_predictor, sigmoid
 from barsalign.metrics import binary_metrics, threshold_for_precision, threshold_max_fbeta
@@ -29,7 +30,6 @@ from barsalign.preprocess import read_image
 
 HELD_OUT_DIR = DATA_DIR / "synthetic_test"
 """The default held-out set: rendered from another seed, so no training run has seen it."""
-LABEL_DIRS = ("aligned", "not_aligned")
 
 
 def held_out_config():
@@ -57,20 +57,16 @@ class LabelledSet:
 
 
 def labelled_folder(data_dir: str | Path) -> LabelledSet:
-    """Frames in the `aligned/` and `not_aligned/` layout under `data_dir`.
+    """Frames in the `aligned/` and `not_aligned/` layout under `data_dir` (`data.labels`).
 
     A synthetic data set's root is accepted too (its `example_set/` is used). An empty or
     one-class folder is accepted here; metrics then say what they can (see `binary_metrics`).
     """
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise BarsalignError(f"{root} is not a folder")
-    if not any((root / d).is_dir() for d in LABEL_DIRS) and (root / "example_set").is_dir():
-        root = root / "example_set"
-    if not any((root / d).is_dir() for d in LABEL_DIRS):
-        raise BarsalignError(f"{root} has neither an aligned/ nor a not_aligned/ subfolder")
-    from barsalign.data import read_folder_labels
-
+    if not Path(data_dir).is_dir():
+        raise BarsalignError(f"{data_dir} is not a folder")
+    root = layout_root(data_dir)
+    if root is None:
+        raise BarsalignError(f"{data_dir} has neither an aligned/ nor a not_aligned/ subfolder")
     pairs = read_folder_labels(root)
     paths = [p for p, _ in pairs]
     labels = [lab for _, lab in pairs]

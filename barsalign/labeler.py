@@ -1,4 +1,5 @@
-"""The keyboard-driven labeler widget (ipywidgets + ipyevents) and the `labels` CLI commands.
+"""The keyboard-driven labeler widget (ipywidgets + ipyevents), notebook 02's config and its
+simulated annotator; converting labels between formats is `barsalign.data.labels`' job.
 
 Keys: → aligned, ← not aligned, ↓ skip / unsure, u undo, Esc stop. The next frames are read and
 resized in a background thread, so a key press only swaps in bytes that are already encoded.
@@ -6,13 +7,8 @@ resized in a background thread, so a key press only swaps in bytes that are alre
 
 from __future__ import annotations
 
-import argparse
-import csv
-import filecmp
-import io
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,28 +19,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from barsalign.config import IMAGE_SUFFIXES
 from barsalign.errors import BarsalignError
-from barsalign.labelstore import (
-    ALL_CLASSES,
-    CLASSES,
-    JOURNAL,
-    LabelStore,
-    class_file,
-    frame_index,
-    in_range,
-    path_problem,
-    read_class_file,
-    read_text_file,
-)
-from barsalign.outputs import (
-    atomic_path,
-    atomic_write_text,
-    check_output_dir,
-    check_output_file,
-    is_within,
-    os_error,
-)
+from barsalign.labelstore import CLASSES, LabelStore, frame_index, in_range
 
 if TYPE_CHECKING:
     from barsalign.active import LiveLoop
@@ -312,143 +288,6 @@ class Labeler:
                 f"~{s['eta_min']:.1f} min"
                 + (f"<br>{self.loop.status()}" if self.loop is not None else "")
             )
-
-
-# -- conversions and CLI ------------------------------------------------------------------
-def export_labels(labels_dir: Path, to: Path, form: str = "folders", copy: bool = False) -> int:
-    """Class files -> `to/aligned/`, `to/not_aligned/` (links or copies) or a CSV; returns count.
-
-    Everything is checked before anything is written: `to` holds none of the labelled frames,
-    no two frames share a name within a class, and no file other than an earlier export's
-    link (or identical copy) would be replaced. Each link or copy is written atomically.
-    """
-    labels_dir, to = Path(labels_dir), Path(to)
-    rows = []
-    for c in ("aligned", "not_aligned"):
-        f = class_file(labels_dir, c)
-        if f.exists():
-            rows += [(p, c) for p in read_class_file(f)]
-    store_files = [class_file(labels_dir, c) for c in ALL_CLASSES] + [labels_dir / JOURNAL]
-    if form == "csv":
-        check_output_file(to, store_files, "--to")
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([("path", "label"), *rows])
-        atomic_write_text(to, buf.getvalue())
-        return len(rows)
-    # 1. the plan, checked in full before the first write
-    plan: dict[Path, tuple[str, str]] = {}
-    for p, c in rows:
-        src = Path(p)
-        if not src.exists():
-            raise BarsalignError(f"{class_file(labels_dir, c)}: {p} does not exist")
-        if is_within(src.parent, to):
-            raise BarsalignError(
-                f"--to {to} holds the labelled frame {p}: export into another folder, "
-                "never among the frames themselves"
-            )
-        dst = to / c / src.name
-        if dst in plan:
-            raise BarsalignError(
-                f"{plan[dst][0]} and {p} would both be exported as {c}/{src.name}: "
-                "export to a .csv (--to labels.csv) instead"
-            )
-        plan[dst] = (p, c)
-    for dst, (p, _) in plan.items():
-        if dst.is_symlink() or not dst.exists():
-            continue  # an earlier export's link, or nothing: replaced
-        if not (copy and dst.is_file() and filecmp.cmp(dst, p, shallow=False)):
-            raise BarsalignError(
-                f"{dst} exists and is not a link to {p}: it would be overwritten; "
-                "export into an empty folder"
-            )
-    check_output_dir(to, [labels_dir], "--to")
-    # 2. links (or copies), each through a temporary name and a rename
-    for dst, (p, _) in plan.items():
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise os_error(dst.parent, err, "make") from None
-        with atomic_path(dst) as tmp:
-            shutil.copy2(p, tmp) if copy else os.symlink(os.path.abspath(p), tmp)
-    return len(rows)
-
-
-def _csv_pairs(src: Path) -> list[tuple[str, str]]:
-    """(path, label) rows of a CSV, every path checked to be one image path a line."""
-    pairs: list[tuple[str, str]] = []
-    reader = csv.reader(io.StringIO(read_text_file(src), newline=""))
-    end = 0
-    for n, row in enumerate(reader, 1):
-        line, end = end + 1, reader.line_num  # a quoted line break spans lines: name the first
-        if n == 1 and row == ["path", "label"]:
-            continue
-        if len(row) != 2 or row[1] not in CLASSES:
-            raise BarsalignError(f"{src}:{line}: expected 'path,label' with a known label")
-        why = path_problem(row[0])
-        if why:
-            raise BarsalignError(f"{src}:{line}: {row[0][:80]!r}: {why}")
-        pairs.append((row[0], row[1]))
-    return pairs
-
-
-def import_labels(src: Path, labels_dir: Path, annotator: str = "import") -> int:
-    """A folder layout (`aligned/`, `not_aligned/`) or a CSV (path,label) -> the label store.
-
-    Every row is checked before the first label is recorded.
-    """
-    src = Path(src)
-    pairs: list[tuple[str, str]] = []
-    if src.is_file():
-        pairs = _csv_pairs(src)
-    elif src.is_dir():
-        for c in ("aligned", "not_aligned"):
-            if (src / c).is_dir():
-                pairs += [
-                    (str((src / c / n).absolute()), c)
-                    for n in sorted(os.listdir(src / c))
-                    if n.lower().endswith(IMAGE_SUFFIXES) and (src / c / n).is_file()
-                ]
-        if not pairs:
-            raise BarsalignError(f"{src}: no aligned/ or not_aligned/ frames found")
-        bad = [p for p, _ in pairs if path_problem(p)]
-        if bad:
-            raise BarsalignError(f"{bad[0][:120]!r}: {path_problem(bad[0])}")
-    else:
-        raise BarsalignError(f"{src}: no such file or folder")
-    store = LabelStore(labels_dir, annotator=annotator)
-    done = store.labeled()
-    for p, c in pairs:
-        if done.get(p) != c:
-            store.label(p, c)
-    return len(pairs)
-
-
-def _cmd_export(a: argparse.Namespace) -> int:
-    n = export_labels(
-        Path(a.labels_dir), Path(a.to), "csv" if a.to.endswith(".csv") else "folders", a.copy
-    )
-    print(f"exported {n} labels to {a.to}")
-    return 0
-
-
-def _cmd_import(a: argparse.Namespace) -> int:
-    print(f"imported {import_labels(Path(a.src), Path(a.labels_dir), a.annotator)} labels")
-    return 0
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("labels", help="convert labels between class files, folders and CSV")
-    s = p.add_subparsers(dest="labels_cmd", required=True)
-    e = s.add_parser("export", help="class files -> aligned/ not_aligned/ folders or a .csv")
-    e.add_argument("labels_dir")
-    e.add_argument("--to", required=True, help="a folder, or a file ending in .csv")
-    e.add_argument("--copy", action="store_true", help="copy frames instead of linking")
-    e.set_defaults(func=_cmd_export)
-    i = s.add_parser("import", help="aligned/ not_aligned/ folders or a .csv -> class files")
-    i.add_argument("src")
-    i.add_argument("--to", dest="labels_dir", required=True)
-    i.add_argument("--annotator", default="import")
-    i.set_defaults(func=_cmd_import)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from barsalign.data.labels import is_layout
 from barsalign.eda import require_images
 from barsalign.errors import BarsalignError
 from barsalign.evaluate import (
-    LABEL_DIRS,
     evaluate_scores,
     labelled_folder,
     score_paths,
@@ -77,8 +77,7 @@ def predict_folder(
     if not source.is_dir():
         raise BarsalignError(f"--source {source} is not a folder")
     out_csv = check_output_file(out_csv, inputs, "--out")
-    labelled = any((source / d).is_dir() for d in LABEL_DIRS)
-    data = labelled_folder(source) if labelled else None
+    data = labelled_folder(source) if is_layout(source) else None
     paths = data.paths if data else require_images(source)
     predictor = load_predictor(model)
     thr = _threshold(predictor, threshold)

@@ -37,7 +37,12 @@ RANDOM_START = {"weights": "random", "freeze_stages": 0}
 """The demo's random starts train every layer: frozen random filters would only handicap them."""
 
 DEMO_PLAN: list[DemoRun] = [
-    DemoRun("01_eda", "01_eda", {}, "Exploratory data analysis of the synthetic conveyor"),
+    DemoRun(  # the cluster map's static view: no one clicks in a report
+        "01_eda",
+        "01_eda",
+        {"interactive": False},
+        "Exploratory data analysis of the synthetic conveyor",
+    ),
     DemoRun(  # headless: the simulated annotators, not the live labeler
         "02_label",
         "02_label",
@@ -270,8 +275,10 @@ def _tracked_html(rows: list[dict[str, Any]], pages: dict[str, str]) -> str:
 
 def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign reports") -> Path:
     """Write `reports/index.html`: the plant summary (`barsalign.summary`, when 06_export wrote
-    one), the held-out comparison, the tracker's training runs (else the run folders), and a
-    row per report linking its HTML."""
+    one), the held-out comparison, the label-efficiency curves (when
+    benchmarks/label_efficiency.py wrote some), the tracker's training runs (else the run
+    folders), and a row per report linking its HTML."""
+    from barsalign.efficiency_report import efficiency_html
     from barsalign.summary import newest_summary, summary_html
 
     reports_dir = Path(reports_dir)
@@ -318,7 +325,8 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
         "or <b>not aligned</b> from the stopper camera, trained and evaluated on the data "
         "named in each run. Aligned is the positive class; F0.5 weighs precision higher because "
         'a false "aligned" means a bad cut.</p>'
-        f"{summary_html(found) if found else ''}{comparison}{runs}"
+        f"{summary_html(found) if found else ''}{comparison}"
+        f"{efficiency_html(reports_dir)}{runs}"
     )
     page = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -382,4 +390,11 @@ def _report_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEMO_PLAN", "DemoRun", "execute_notebook", "run_demo", "to_html", "write_index"]
+__all__ = [
+    "DEMO_PLAN",
+    "DemoRun",
+    "execute_notebook",
+    "run_demo",
+    "to_html",
+    "write_index",
+]

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from barsalign.data.labels import load_labels
 from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_bytes, check_output_file
 from barsalign.preprocess import decode_image, roi_box
@@ -229,8 +230,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from barsalign.data import load_labels
-
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise BarsalignError(f"--out {out}: the picture is a PNG, name it *.png")

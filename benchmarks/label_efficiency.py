@@ -15,9 +15,12 @@ The F0.5 is the probe's, not a fine-tuned network's: a fine-tune per point does 
 pool's labels (5 % flipped, as benchmarks/label_noise.py; `--region stopper` takes the
 renderer's box), on another look the renderer's stopper box (drawn once per camera).
 
-Writes label_efficiency.json and label_efficiency.png into `--out` and prints the tables.
+Writes label_efficiency.json and label_efficiency.png into `--out` and prints the tables; the
+report index (`barsalign report`) shows the curves and the labels each look needs from every
+reports/label_efficiency*/label_efficiency.json.
 Run: .venv/bin/python benchmarks/label_efficiency.py [--looks default left_low]
-         [--seeds 0 1 2] [--error-rate 0.05] [--out reports/label_efficiency]
+         [--seeds 0 1 2] [--budgets 50 100 ...] [--error-rate 0.05] [--image-size 320]
+         [--out reports/label_efficiency]
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     d = look_data(name, args.region, Path(args.out))
     started = time.perf_counter()
-    cfg = SuspectConfig(roi=d["roi"])
+    cfg = SuspectConfig(roi=d["roi"], image_size=args.image_size)
     x, _, _ = region_features(d["pool"], cfg)
     hx, _, _ = region_features(d["held"], cfg)
     feature_s = time.perf_counter() - started
@@ -188,6 +191,9 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict[str, Any]:
     """Mean (and spread) F0.5 per strategy and budget, with and without pseudo-labels, and the
     fewest labels each strategy needs to come within 0.01 of "all" and to reach 0.90."""
+    from barsalign.efficiency_report import labels_to, strategy_curves
+
+    curves = strategy_curves(res)
     out: dict[str, Any] = {}
     for strategy in sorted({r["strategy"] for r in res["runs"]}):
         runs = [r for r in res["runs"] if r["strategy"] == strategy]
@@ -208,7 +214,7 @@ def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict
                 rates = [p["wrong_rate"] for p in ps if p["wrong_rate"] is not None]
                 s["pseudo_wrong_rate"][k] = float(np.mean(rates)) if rates else None
         for key, goal in (("labels_to_all", res["all_mean"] - 0.01), ("labels_to_090", 0.90)):
-            s[key] = next((k for k in every if mean[k] >= goal), None)
+            s[key] = labels_to(curves[strategy], goal)  # the rule the report index uses
         out[strategy] = s
     return out
 
@@ -255,28 +261,12 @@ def table(name: str, res: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:
+    """The curves as the report index shows them (`barsalign.efficiency_report`)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    for ax, (name, res) in zip(axes[0], results.items(), strict=True):
-        for (strategy, s), colour in zip(res["summary"].items(), ("C0", "C1", "C2"), strict=False):
-            ks = sorted(int(k) for k in s["f05"])
-            ax.plot(ks, [s["f05"][k] for k in ks], "o-", color=colour, label=strategy)
-            pk = sorted(int(k) for k in s["pseudo_f05"])
-            ax.plot(
-                pk,
-                [s["pseudo_f05"][k] for k in pk],
-                "s--",
-                color=colour,
-                label=f"{strategy} + pseudo",
-            )
-        ax.axhline(res["all_mean"], color="k", lw=1, label=f"all {res['frames']} labels")
-        ax.set_xscale("log")
-        ax.set_xlabel("human labels")
-        ax.set_ylabel("held-out F0.5 of the probe (threshold 0.5)")
-        ax.set_title(f"{name}: {res['pool']}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    from barsalign.efficiency_report import efficiency_figure
+
+    fig = efficiency_figure(results)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -314,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--error-rate", type=float, default=0.05, help="the annotator's wrong share")
     ap.add_argument("--min-confidence", type=float, default=0.9, help="pseudo-labels kept")
+    ap.add_argument(
+        "--image-size", type=int, default=320, help="side of the region fed to the backbone"
+    )
     ap.add_argument("--C", type=float, default=0.001, help="the probe's inverse L2 strength")
     ap.add_argument(
         "--region",

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     oof = None
     if args.scores == "finetune":
-        from barsalign.suspect_finetune import FinetuneScores
+        from barsalign.label_quality.finetune import FinetuneScores
 
         oof = FinetuneScores(out / "folds", {"seed": args.seed, **fold_settings})
     df, features = suspects_of(noisy, cfg, "the flipped pool", oof)

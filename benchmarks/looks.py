@@ -105,9 +105,12 @@ def run_look(
     settings: dict[str, Any],
     out: Path,
     sets_dir: Path = LOOKS_DIR,
+    rescore: bool = False,
 ) -> dict:
     """One row: the default recipe on `look` with `seed`, and the baseline beside it; both
-    held-out scores also go on the tracked training run (tagged with the look)."""
+    held-out scores also go on the tracked training run (tagged with the look). With `rescore`
+    the run folder's finished training is scored instead of training again (its minutes are the
+    training's own, without the region proposal)."""
     from barsalign import tracking
     from barsalign.train import run_training
     from barsalign.train_config import FinetuneConfig
@@ -118,16 +121,27 @@ def run_look(
     params |= {"run_dir": str(run), "run_name": run.name, "overwrite": True, **settings}
     if params.get("gap_pairs") and params.get("gap_pairs_looks") is None:  # unseen, as yours
         params["gap_pairs_looks"] = [other for other in LOOKS if other != look]
-    started = time.perf_counter()
-    summary = run_training(FinetuneConfig(**params))
-    minutes = (time.perf_counter() - started) / 60  # region proposal and caching included
+    if rescore:
+        try:
+            summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise BarsalignError(
+                f"{run}/summary.json: no finished run to rescore ({err})"
+            ) from None
+        minutes = float(summary["seconds"]) / 60
+    else:
+        started = time.perf_counter()
+        summary = run_training(FinetuneConfig(**params))
+        minutes = (time.perf_counter() - started) / 60  # region proposal and caching included
     tracked = bool(params.get("tracking", True))
     test = held_out(run / "checkpoints" / "best.ckpt", sets / "test", tracked)
     base = baseline(sets / "train", sets / "test")
     if tracked:  # `barsalign runs --markdown --group look` gives this table from the tracker
-        tracking.log_to_training_run(
+        run_id = tracking.log_to_training_run(
             run, {"baseline.heldout_f05": base["f05"], "baseline.heldout_auroc": base["auroc"]}
         )
+        if run_id:  # runs older than the look tag get it here
+            tracking.client().set_tag(run_id, "look", look)
     row = {
         "look": look,
         "seed": seed,
@@ -167,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPORTS_DIR / "looks", help="run folders")
     ap.add_argument("--json", type=Path, help="write the rows here too")
     ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="no training: score the finished runs in --out and put the scores on their "
+        "tracked training runs (runs made before their held-out scores were tracked)",
+    )
+    ap.add_argument(
         "--sets-dir", type=Path, default=LOOKS_DIR, help="where the looks' sets are rendered"
     )
     args = ap.parse_args(argv)
@@ -182,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise BarsalignError(f"--set {item!r}: expected key=value")
             settings[key.strip()] = yaml.safe_load(value)
         rows = [
-            run_look(look, seed, args.n_train, settings, args.out, args.sets_dir)
+            run_look(look, seed, args.n_train, settings, args.out, args.sets_dir, args.rescore)
             for look in args.looks
             for seed in range(args.seeds)
         ]

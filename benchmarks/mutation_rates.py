@@ -29,15 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS: dict[str, tuple[str, str, list[str]]] = {
-    # name: (file, mutant names, the tests that cover it)
+    # name: (file, or a package's files as "folder/*", mutant names, the tests that cover it)
     "preprocess": (
-        "barsalign/preprocess.py",
+        "barsalign/preprocess/*",
         "barsalign.preprocess.*",
         ["tests/test_preprocess.py"],
     ),
-    "inference": ("barsalign/inference.py", "barsalign.inference.*", ["tests/test_inference.py"]),
+    "inference": ("barsalign/inference/*", "barsalign.inference.*", ["tests/test_inference.py"]),
     "metrics": ("barsalign/metrics.py", "barsalign.metrics.*", ["tests/test_metrics.py"]),
-    "labelstore": ("barsalign/labelstore.py", "barsalign.labelstore.*", ["tests/test_labeling.py"]),
+    "labelstore": ("barsalign/labelstore/*", "barsalign.labelstore.*", ["tests/test_labeling.py"]),
     "smoother": (
         "barsalign/monitor/smoother.py",
         "barsalign.monitor.smoother.xǁSmootherǁ*",
@@ -97,11 +97,11 @@ def run_target(name: str, keep: Path | None) -> dict:
         [str(mutmut), "run", names], cwd=tree, env=env, capture_output=True, text=True
     )
     seconds = time.perf_counter() - started
-    meta = tree / "mutants" / f"{path}.meta"
-    if done.returncode != 0 or not meta.is_file():
+    metas = sorted((tree / "mutants").glob(f"{path}.meta"))
+    if done.returncode != 0 or not metas:
         tail = (done.stdout + done.stderr).strip()[-3000:]
         raise SystemExit(f"{name}: mutmut run failed (exit {done.returncode}) in {tree}:\n{tail}")
-    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    codes = {k: v for m in metas for k, v in json.loads(m.read_text())["exit_code_by_key"].items()}
     picked = {k: v for k, v in codes.items() if fnmatch.fnmatchcase(k, names)}
     status = {
         k: STATUS.get(v, "suspicious" if v is not None else "not checked")

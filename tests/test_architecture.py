@@ -19,8 +19,8 @@ START, END = "<!-- import-graph: python tests/test_architecture.py -->", "<!-- /
 
 CONCERNS = {
     "core": ["__init__", "__main__", "cli", "config", "errors", "outputs", "presets"],
-    "labels": ["labelstore", "labeler", "label_quality", "suspect_finetune", "active"],
-    "data": ["data", "cache"],
+    "labels": ["labelstore", "labeler", "label_quality", "active"],
+    "data": ["data", "data.labels", "data.datamodule", "cache"],
     "synthetic data": ["synth"],
     "preprocessing": ["preprocess", "augment", "roi"],
     "modeling": ["backbones", "model", "train_config", "recipe", "train", "baseline"],
@@ -29,7 +29,15 @@ CONCERNS = {
     "export": ["export", "quantize"],
     "monitor": ["monitor"],
     "tracking": ["run_folder", "tracking", "runs", "registry"],
-    "figures and reports": ["plots", "preview", "eda", "reports", "summary"],
+    "figures and reports": [
+        "plots",
+        "preview",
+        "eda",
+        "reports",
+        "summary",
+        "cluster_map",
+        "efficiency_report",
+    ],
 }
 """Each module's concern, by name; a subpackage's modules (`synth.render`) go with it."""
 

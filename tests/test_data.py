@@ -1,4 +1,5 @@
-"""AlignmentDataModule on real rendered frames: sources, splits, imbalance, cache, bad files."""
+"""AlignmentDataModule on real rendered frames: splits, imbalance, cache, bad files (the label
+formats it reads: tests/test_labels.py)."""
 
 from __future__ import annotations
 
@@ -69,32 +70,6 @@ def test_file_name_clip_groups_and_separate_validation_set(synth_small: Path, tm
     sep = _dm(root, tmp_path, val_dir=synth_small / "example_set")
     sep.setup("fit")
     assert sep.n_train == len(items) and all("named" not in str(i.path) for i in sep.val_set.items)
-
-
-def test_class_files_with_prefix_mapping_and_csv(synth_small: Path, tmp_path: Path) -> None:
-    ex = synth_small / "example_set"
-    al, na = sorted((ex / "aligned").glob("*.jpg")), sorted((ex / "not_aligned").glob("*.jpg"))
-    lab = tmp_path / "labels"
-    lab.mkdir()
-    server = "/srv/plant/frames"
-    (lab / "class_aligned.txt").write_text("".join(f"{server}/aligned/{p.name}\n" for p in al))
-    (lab / "class_not_aligned.txt").write_text(
-        "".join(f"{server}/not_aligned/{p.name}\n" for p in na)
-    )
-    (lab / "class_skipped.txt").write_text(f"{server}/aligned/{al[0].name}\n")
-    items = load_labels(lab, path_map=[(server, str(ex))])
-    assert len(items) == len(al) + len(na) - 1
-    assert {it.path for it in items if it.label == 1} == set(al[1:])
-    with pytest.raises(BarsalignError):
-        _dm(lab, tmp_path).setup("fit")  # without the mapping the server paths do not exist
-    csv = tmp_path / "labels.csv"
-    csv.write_text(
-        "path,label\n" + "".join(f"{p},aligned\n" for p in al[:3]) + f"{na[0]},not_aligned\n"
-    )
-    assert [it.label for it in load_labels(csv)] == [1, 1, 1, 0]
-    csv.write_text(f"path,label\n{al[0]},maybe\n")
-    with pytest.raises(BarsalignError, match="labels.csv:2"):
-        load_labels(csv)
 
 
 def test_unreadable_files_are_reported_up_front(synth_small: Path, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_card_describes_model_preprocessing_and_source(exported: dict) -> None:
     from barsalign.preprocess import PreprocessConfig
 
     path = Path(exported["formats"]["onnx"]["path"])
-    card = json.loads(export.card_path(path).read_text())
+    card = json.loads(inference.card_path(path).read_text())
     assert card["backbone"] == "tf_efficientnet_lite0" and card["image_size"] == SIZE
     assert card["variant"] == "fp32"
     assert card["preprocess"] == json.loads(
@@ -97,19 +97,19 @@ def _copy(exported: dict, fmt: str, tmp_path: Path) -> Path:
     src = Path(exported["formats"][fmt]["path"])
     dst = tmp_path / src.name
     shutil.copy(src, dst)
-    shutil.copy(export.card_path(src), export.card_path(dst))
+    shutil.copy(inference.card_path(src), inference.card_path(dst))
     return dst
 
 
 def _edit_card(model: Path, **changes) -> None:
-    card = json.loads(export.card_path(model).read_text())
+    card = json.loads(inference.card_path(model).read_text())
     card.update(changes)
-    export.card_path(model).write_text(json.dumps(card))
+    inference.card_path(model).write_text(json.dumps(card))
 
 
 def test_loader_refuses_a_model_without_a_card(exported: dict, tmp_path: Path) -> None:
     model = _copy(exported, "onnx", tmp_path)
-    export.card_path(model).unlink()
+    inference.card_path(model).unlink()
     with pytest.raises(BarsalignError, match="has no model card"):
         load_predictor(model)
 
@@ -133,7 +133,7 @@ def test_loader_refuses_unknown_or_other_preprocessing(exported: dict, tmp_path:
     from barsalign.preprocess import PreprocessConfig
 
     model = _copy(exported, "onnx", tmp_path)
-    card = json.loads(export.card_path(model).read_text())
+    card = json.loads(inference.card_path(model).read_text())
     _edit_card(model, preprocess={**card["preprocess"], "sharpen_twice": True})
     with pytest.raises(BarsalignError, match="does not match this code's PreprocessConfig"):
         load_predictor(model)
@@ -159,7 +159,7 @@ def test_loader_refuses_a_wrong_input_size(exported: dict, tmp_path: Path) -> No
 
 def test_loader_refuses_a_broken_card(exported: dict, tmp_path: Path) -> None:
     model = _copy(exported, "onnx", tmp_path)
-    export.card_path(model).write_text("{not json")
+    inference.card_path(model).write_text("{not json")
     with pytest.raises(BarsalignError, match="not valid JSON"):
         load_predictor(model)
 

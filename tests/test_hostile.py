@@ -203,7 +203,7 @@ def test_4_monitor_never_writes_over_its_source(
         assert rc == 2
         one_line_error(capsys, "never writes over an input")
         assert video.read_bytes() == before
-    card = export.card_path(onnx_model)
+    card = inference.card_path(onnx_model)
     card_bytes = card.read_bytes()
     rc = main(["monitor", "--model", str(onnx_model), "--source", str(video), "--out", str(card)])
     assert rc == 2 and card.read_bytes() == card_bytes
@@ -333,14 +333,14 @@ def copy_model(onnx_model: Path, to: Path, **card_edits: object) -> Path:
     to.mkdir(parents=True, exist_ok=True)
     model = to / onnx_model.name
     model.write_bytes(onnx_model.read_bytes())
-    card = json.loads(export.card_path(onnx_model).read_text())
+    card = json.loads(inference.card_path(onnx_model).read_text())
     for key, value in card_edits.items():
         target, *path = key.split("__")
         node = card
         for part in [target, *path][:-1]:
             node = node[part]
         node[[target, *path][-1]] = value
-    export.card_path(model).write_text(json.dumps(card))
+    inference.card_path(model).write_text(json.dumps(card))
     return model
 
 
@@ -834,7 +834,7 @@ def test_the_card_loader_returns_a_checked_card_or_one_error(
 
     folder = _fresh(tmp_path_factory, "card")
     model = copy_model(onnx_model, folder)
-    card = json.loads(export.card_path(model).read_text())
+    card = json.loads(inference.card_path(model).read_text())
     *parents, leaf = key.split("__")
     node = card
     for part in parents:
@@ -844,7 +844,7 @@ def test_the_card_loader_returns_a_checked_card_or_one_error(
     elif how == "edit":
         node[leaf] = value
     text = raw if how == "raw" else json.dumps(card).encode()
-    export.card_path(model).write_bytes(text)
+    inference.card_path(model).write_bytes(text)
     try:
         got = inference.read_card(model)
     except BarsalignError as err:

@@ -216,8 +216,9 @@ def test_label_noise_markdown_cells_and_means() -> None:
 def test_finetune_scores_come_from_runs_that_never_saw_the_fold(pool: Path, tmp_path: Path) -> None:
     """`FinetuneScores`: one short real training per fold, each on the other folds' labels only;
     every frame gets a probability, and the suspects table ranks them like the probe's."""
-    from barsalign.label_quality import fold_groups, suspects_of
-    from barsalign.suspect_finetune import FinetuneScores
+    from barsalign.label_quality import suspects_of
+    from barsalign.label_quality.finetune import FinetuneScores
+    from barsalign.label_quality.suspects import fold_groups
 
     items = load_labels(pool)
     oof = FinetuneScores(tmp_path / "folds", {"max_steps": 2, "image_size": 64, "batch_size": 8})
@@ -236,7 +237,7 @@ def test_finetune_scores_come_from_runs_that_never_saw_the_fold(pool: Path, tmp_
 
 
 def test_finetune_scores_refuse_settings_each_fold_sets() -> None:
-    from barsalign.suspect_finetune import FinetuneScores
+    from barsalign.label_quality.finetune import FinetuneScores
 
     with pytest.raises(BarsalignError, match="data_dir, roi are set per fold"):
         FinetuneScores(Path("x"), {"data_dir": "a", "roi": None, "max_steps": 3})

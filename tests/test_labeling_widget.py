@@ -1,4 +1,5 @@
-"""Labeler: keys, undo, resume, index range, order, unreadable frames; CLI conversions."""
+"""Labeler: keys, undo, resume, index range, order, unreadable frames (its conversions between
+label formats: tests/test_labels.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from barsalign.cli import main
 from barsalign.errors import BarsalignError
 from barsalign.labeler import LabelConfig, Labeler, order_frames
 from barsalign.labelstore import LabelStore, class_file, read_class_file
@@ -61,24 +61,6 @@ def test_orders(frames: list[str]) -> None:
     scores = [i / 10 for i in range(11)]
     ordered, s = order_frames(frames, "uncertain", score=lambda ps: scores)
     assert ordered[0] == frames[5] and s[frames[5]] == 0.5
-
-
-def test_cli_export_import(tmp_path: Path, frames: list[str], capsys) -> None:
-    store = LabelStore(tmp_path / "labels")
-    store.label(frames[0], "aligned")
-    store.label(frames[1], "not_aligned")
-    assert main(["labels", "export", str(tmp_path / "labels"), "--to", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out/aligned/img_00001.jpg").is_symlink()
-    assert (
-        main(["labels", "export", str(tmp_path / "labels"), "--to", str(tmp_path / "l.csv")]) == 0
-    )
-    rows = list(csv.reader(open(tmp_path / "l.csv")))
-    assert rows[1:] == [[frames[0], "aligned"], [frames[1], "not_aligned"]]
-    assert main(["labels", "import", str(tmp_path / "l.csv"), "--to", str(tmp_path / "l2")]) == 0
-    assert LabelStore(tmp_path / "l2").labeled() == store.labeled()
-    (tmp_path / "bad.csv").write_text("path,label\nx.jpg,maybe\n")
-    assert main(["labels", "import", str(tmp_path / "bad.csv"), "--to", str(tmp_path / "l3")]) == 2
-    assert "bad.csv:2" in capsys.readouterr().err
 
 
 def _suspects_csv(path: Path, rows: list[tuple[int, str, float, bool]]) -> Path:

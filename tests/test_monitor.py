@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import export_untrained
 
-from barsalign import cli, export
+from barsalign import cli, export, inference
 from barsalign.errors import BarsalignError
 from barsalign.monitor import (
     ALIGNED,
@@ -231,13 +231,13 @@ def test_a_model_whose_card_does_not_match_is_refused(
 ) -> None:
     model = tmp_path / "model.onnx"
     shutil.copy(onnx_model, model)
-    card = json.loads(export.card_path(onnx_model).read_text())
+    card = json.loads(inference.card_path(onnx_model).read_text())
     card["model_sha256"] = "0" * 64
-    export.card_path(model).write_text(json.dumps(card))
+    inference.card_path(model).write_text(json.dumps(card))
     rc = cli.main(["monitor", "--model", str(model), "--source", str(clip)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "does not match model.onnx" in err[0]
-    export.card_path(model).unlink()
+    inference.card_path(model).unlink()
     with pytest.raises(BarsalignError, match="has no model card"):
         run_monitor(MonitorConfig(str(model), str(clip)))
 
@@ -329,7 +329,7 @@ def test_the_monitor_takes_the_smoothing_on_the_card(
 ) -> None:
     model = tmp_path / "model.onnx"
     shutil.copy(onnx_model, model)
-    shutil.copy(export.card_path(onnx_model), export.card_path(model))
+    shutil.copy(inference.card_path(onnx_model), inference.card_path(model))
     export.write_smoothing(model, {"k": 1, "n": 2, "margin": 0.0, "chosen_on": "test"})
     result = run_monitor(MonitorConfig(str(model), str(clip), max_frames=3))
     assert result.smoothing == {"k": 1, "n": 2, "margin": 0.0, "source": "model card"}

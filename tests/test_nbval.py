@@ -70,7 +70,12 @@ def contract_params(synth: Path, runs: Path) -> dict[str, dict[str, Any]]:
     """The small test parameters of each notebook (a fixed seed and fixed frames)."""
     clip = sorted((synth / "clips").glob("*.mp4"))[0]
     return {
-        "01_eda": {"data_dir": str(synth), "examples_per_class": 2, "contact_sheet_frames": 8},
+        "01_eda": {
+            "data_dir": str(synth),
+            "examples_per_class": 2,
+            "contact_sheet_frames": 8,
+            "cluster_frames": 16,
+        },
         "02_label": {
             "data_dir": str(synth),
             "n_frames": 12,

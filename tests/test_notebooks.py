@@ -13,7 +13,12 @@ from barsalign.config import NOTEBOOKS_DIR
 @pytest.mark.slow
 def test_01_eda_runs_on_the_synthetic_set(synth_small: Path, run_notebook, tmp_path: Path) -> None:
     out = run_notebook(
-        "01_eda", tmp_path, data_dir=str(synth_small), examples_per_class=2, contact_sheet_frames=8
+        "01_eda",
+        tmp_path,
+        data_dir=str(synth_small),
+        examples_per_class=2,
+        contact_sheet_frames=8,
+        cluster_frames=16,
     )
     nb = nbformat.read(out, as_version=4)
     images = [
@@ -25,6 +30,15 @@ def test_01_eda_runs_on_the_synthetic_set(synth_small: Path, run_notebook, tmp_p
     ]
     assert len(images) >= 4, "brightness, examples, hard cases and contact sheet are drawn"
     assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "brightness.png").is_file()
+    assert (tmp_path / "cluster_map.png").is_file()
+    widgets = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 1, "the click/lasso widget is built (interactive defaults to True)"
+    assert "cluster map: 16 frames, coloured by label, scene, session" in out.read_text()
 
 
 @pytest.mark.slow
@@ -37,7 +51,13 @@ def test_01_eda_runs_on_a_user_folder_without_metadata(
     shutil.copytree(synth_small / "example_set", user)
     (user / "aligned" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = run_notebook(
-        "01_eda", tmp_path / "run", data_dir=str(user), examples_per_class=2, contact_sheet_frames=4
+        "01_eda",
+        tmp_path / "run",
+        data_dir=str(user),
+        examples_per_class=2,
+        contact_sheet_frames=4,
+        cluster_frames=8,
+        interactive=False,
     )
     text = out.read_text()
     assert "broken.jpg" in text and "unreadable" in text, "unreadable frames are listed"

@@ -17,7 +17,6 @@ from barsalign.errors import BarsalignError
 from barsalign.preprocess import (
     MODES,
     PreprocessConfig,
-    _masked_fast,
     crop_resize,
     finish,
     list_images,
@@ -26,6 +25,7 @@ from barsalign.preprocess import (
     read_image,
     to_tensor,
 )
+from barsalign.preprocess.masked import masked_fast
 from barsalign.train_config import load_profile
 
 DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -83,11 +83,11 @@ def test_masked_shortcut_is_pixel_identical_to_the_literal_steps(synth_small: Pa
         cfg = PreprocessConfig(target_size=size, mode=mode, mask_fraction=fraction)
         for img in frames:
             np.testing.assert_array_equal(preprocess(img, cfg), finish(crop_resize(img, cfg), cfg))
-            taken += _masked_fast(img, cfg) is not None
+            taken += masked_fast(img, cfg) is not None
     assert taken > len(frames) * 4, "the shortcut ran on most frames"
     flat = np.full((288, 384, 3), 55, np.uint8)
     if mode == "edges":  # a mean within the rounding bound of the threshold takes the literal path
-        assert _masked_fast(flat, PreprocessConfig(target_size=128)) is None
+        assert masked_fast(flat, PreprocessConfig(target_size=128)) is None
 
 
 def test_modes_and_mask() -> None:

@@ -4,9 +4,10 @@ The scorer reads the source through the monitor's live reader (only the newest f
 so it never falls behind), scores each frame with the model (`inference`), smooths it
 (`Smoother`), draws the border (`Overlay`) and keeps the newest annotated JPEG, the state, the
 decision strip and the event log. When the source dies (a file deleted or replaced, a camera
-unplugged, a stream ended) the state says "no_signal" at once and the source is reopened with a
-growing pause. `FrameHub` hands each viewer the newest JPEG when it is ready for one, so a slow
-viewer only misses frames. `serve` puts both behind the web page.
+unplugged, a stream ended or hung) the state says "no_signal" at once and the source is reopened
+with a growing pause; cameras and streams go through the same reader, watchdog and reopening.
+`FrameHub` hands each viewer the newest JPEG when it is ready for one, so a slow viewer only
+misses frames. `serve` puts both behind the web page.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from barsalign.inference import Predictor, sigmoid
 from barsalign.metrics import check_threshold
 from barsalign.monitor.overlay import Overlay
 from barsalign.monitor.smoother import ALIGNED, NOT_ALIGNED, Smoother, resolve_smoothing
-from barsalign.monitor.source import _Reader, parse_source
+from barsalign.monitor.source import SourceStalled, _Reader, parse_source
 from barsalign.monitor.stats import MonitorStats
 
 NO_SIGNAL = "no_signal"
@@ -56,7 +57,8 @@ class ServeConfig:
     no_signal_s: float = 1.0  # no new frame this long: "no signal"
     retry_s: float = 0.25  # first pause before reopening a dead source, doubled up to retry_max_s
     retry_max_s: float = 2.0
-    timeout_ms: int = 3000
+    timeout_ms: int = 3000  # opening a stream; reading one (FFmpeg's own timeout)
+    stall_s: float = 2.0  # the watchdog: a live source that sends nothing this long is reopened
     jpeg_quality: int = 80
 
     def __post_init__(self) -> None:
@@ -68,6 +70,7 @@ class ServeConfig:
             (self.history_s > 0, "history_s must be > 0"),
             (self.no_signal_s > 0, "no_signal_s must be > 0"),
             (0 < self.retry_s <= self.retry_max_s, "need 0 < retry_s <= retry_max_s"),
+            (self.stall_s > 0, "stall_s must be > 0"),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must lie in 1..100"),
         ]
         for ok, msg in checks:
@@ -194,7 +197,7 @@ class Scorer:
         self.smoother.reset()  # the scene may have changed while it was away
         with self._lock:
             self.source_fps = reader.fps
-        frames = reader.frames()
+        frames = reader.frames(stall_s=self.cfg.stall_s)
         try:
             for index, frame, _, _ in frames:
                 if self._stop.is_set():
@@ -202,6 +205,8 @@ class Scorer:
                 if stamp is not None and _file_stamp(self.value) != stamp:
                     return f"file {self.value} was removed or replaced"
                 self._score(index, frame, reader)
+        except SourceStalled as err:  # the watchdog: a camera or stream that hangs
+            return str(err)
         except BarsalignError as err:  # a live source that dropped (no reconnects here)
             return (
                 f"{self.kind} {self.value} stopped giving frames"

@@ -1,14 +1,18 @@
-"""Where the monitor's frames come from: a file, a camera index or an RTSP/HTTP URL.
+"""Where the monitor's frames come from: a file, a camera (an index or a /dev path) or an
+RTSP/HTTP URL.
 
 In live mode (cameras and streams; files with `live=True`, paced at their own frame rate) a
 reader thread keeps only the newest frame, so when inference is slower than the source frames
-are dropped and counted rather than falling behind.
+are dropped and counted rather than falling behind. A camera and a stream fail the same way:
+a read that errors or times out ends the reader, and `frames(stall_s=...)` gives up on a
+source that sends nothing for that long even where the backend's own read never returns.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 import threading
 import time
@@ -23,13 +27,23 @@ from barsalign.monitor.stats import MonitorStats
 
 # our one-line messages replace FFmpeg's own about a dead source; read when FFmpeg first starts
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# a camera that stops sending: OpenCV's V4L2 backend ignores CAP_PROP_READ_TIMEOUT_MSEC and waits
+# this many seconds per read (10 by default); read when the first camera is opened
+os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "2")
+
+
+class SourceStalled(BarsalignError):
+    """A live source sent no frame for the watchdog's time (`_Reader.frames(stall_s=...)`)."""
 
 
 def parse_source(source: str | int | Path) -> tuple[str, Any]:
-    """("camera", index), ("stream", url) or ("file", path) — a missing file is an error."""
+    """("camera", index or /dev path), ("stream", url) or ("file", path) — a missing file is an
+    error; a missing /dev path is a camera that is not plugged in (opening it says so)."""
     text = str(source).strip()
     if text.isdigit():
         return "camera", int(text)
+    if text.startswith("/dev/"):  # /dev/video0, or a stable /dev/v4l/by-id/... name for it
+        return "camera", text
     if text.startswith("-") and text[1:].isdigit():
         raise BarsalignError(f"source {text}: a camera index is 0 or more")
     if "://" in text:
@@ -48,14 +62,25 @@ def parse_source(source: str | int | Path) -> tuple[str, Any]:
     return "file", path
 
 
+def camera_index(value: int | str) -> int | None:
+    """The V4L2 index of a camera given as an index or a /dev path (a by-id link is followed
+    anew at each open, so a camera plugged back under another number is found); None when the
+    path names no /dev/videoN now."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(value))
+    return int(match.group(1)) if match and os.path.exists(value) else None
+
+
 def open_capture(kind: str, value: Any, timeout_ms: int = 5000) -> Any:
     """An opened cv2.VideoCapture, or a BarsalignError saying which source is dead."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-    if kind == "camera":
-        cap = cv2.VideoCapture(value)
+    if kind == "camera":  # this OpenCV's V4L2 opens cameras by index only, not by path
+        index = camera_index(value)
+        cap = cv2.VideoCapture() if index is None else cv2.VideoCapture(index)
     else:
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
@@ -68,7 +93,7 @@ def open_capture(kind: str, value: Any, timeout_ms: int = 5000) -> Any:
         cap.release()
         what = {"camera": "camera", "stream": "stream", "file": "video file"}[kind]
         hint = {
-            "camera": "is a camera connected at that index?",
+            "camera": "is a camera plugged in there?",
             "stream": "is the URL right and the camera reachable?",
             "file": "is it a video OpenCV can decode (mp4, avi, mkv)?",
         }[kind]
@@ -126,6 +151,7 @@ class _Reader:
         self.prepare: Any = None
         self._attempts = 0
         self._connected_at = time.monotonic()
+        self._thread: threading.Thread | None = None
 
     def _unreadable(self, why: str) -> None:
         self.stats.unreadable.append(why)
@@ -186,7 +212,9 @@ class _Reader:
             f"{self.reconnects} reconnect(s) (none of them stayed up {self.stable_s:g} s)"
         )
 
-    def frames(self, queue_size: int = 3) -> Iterator[tuple[int, np.ndarray, Any, float]]:
+    def frames(
+        self, queue_size: int = 3, stall_s: float | None = None
+    ) -> Iterator[tuple[int, np.ndarray, Any, float]]:
         """(index, frame, prepared, ms) decoded on a reader thread, overlapping inference.
 
         Every-frame mode also runs `prepare` (preprocessing) there; live mode leaves it to the
@@ -194,15 +222,21 @@ class _Reader:
 
         Live: only the newest frame is kept, older ones are dropped and counted. Otherwise a
         queue of `queue_size` frames that the reader waits on: every frame, in order.
+
+        `stall_s`: the watchdog. When the source has sent no frame for that long, SourceStalled
+        is raised and the reader thread is left to finish its read (it releases its capture
+        then), so a camera or stream whose read hangs is given up on all the same.
         """
         buffer: collections.deque[Any] = collections.deque()
         cond = threading.Condition()
         stop, finished = threading.Event(), threading.Event()
+        last_frame = [time.monotonic()]  # when the reader last got a frame
 
         def pump() -> None:
             period, next_t = 1.0 / (self.pace_fps or self.fps), time.perf_counter()
             try:
                 for index, frame in self._read_raw():
+                    last_frame[0] = time.monotonic()
                     item = (index, frame, None, 0.0)
                     if self.prepare is not None and not self.live:  # overlaps inference
                         t = time.perf_counter()
@@ -215,6 +249,8 @@ class _Reader:
                         next_t += period
                         time.sleep(max(0.0, next_t - time.perf_counter()))
                     with cond:
+                        if stop.is_set():
+                            return
                         if self.live and buffer:
                             self.stats.frames_dropped += len(buffer)
                             buffer.clear()
@@ -222,22 +258,26 @@ class _Reader:
                             cond.wait(0.5)
                         buffer.append(item)
                         cond.notify_all()
-                    if stop.is_set():
-                        return
             except BaseException as err:  # noqa: BLE001 - handed to the consumer
                 self.error = err
             finally:
+                self.cap.release()  # here, by the thread that reads it, never during a read
                 with cond:
                     finished.set()
                     cond.notify_all()
 
-        thread = threading.Thread(target=pump, name="barsalign-reader", daemon=True)
-        thread.start()
+        self._thread = threading.Thread(target=pump, name="barsalign-reader", daemon=True)
+        self._thread.start()
+        stalled = False
         try:
             while True:
                 with cond:
                     while not buffer and not finished.is_set():
-                        cond.wait(0.5)
+                        waited = time.monotonic() - last_frame[0]
+                        if stall_s is not None and waited >= stall_s:
+                            stalled = True
+                            break
+                        cond.wait(0.5 if stall_s is None else min(0.5, stall_s - waited))
                     if not buffer:
                         break
                     item = buffer.popleft()
@@ -247,10 +287,13 @@ class _Reader:
             stop.set()
             with cond:
                 cond.notify_all()
-            thread.join(timeout=5)
-            self.cap.release()
+            self._thread.join(timeout=0.5 if stalled else 5)
+        if stalled:
+            raise SourceStalled(f"{self.kind} {self.value} sent no frame for {stall_s:g} s")
         if self.error is not None:
             raise self.error
 
     def close(self) -> None:
-        self.cap.release()
+        """Release the capture, unless the reader thread still holds it (it releases it)."""
+        if self._thread is None or not self._thread.is_alive():
+            self.cap.release()

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from collections import Counter
 from pathlib import Path
 
+from barsalign.data.labels import LABELS, write_csv_labels
 from barsalign.errors import BarsalignError
 from barsalign.synth.dataset import ensure_default, load_metadata
 from barsalign.synth.scenes import SynthConfig
@@ -27,12 +27,8 @@ def pool_labels(data_dir: str | Path) -> Path:
     rows = [r for r in load_metadata(root) if str(r.get("file", "")).startswith("train_set/")]
     if not rows:
         raise BarsalignError(f"{root}/metadata.jsonl: no train_set frames to label")
-    text = "path,label\n" + "".join(
-        f"{Path(r['file']).relative_to('train_set')},{r['label']}\n" for r in rows
-    )
-    if not out.is_file() or out.read_text() != text:
-        out.write_text(text)
-    return out
+    pairs = [(root / r["file"], LABELS[r["label"]]) for r in rows]
+    return write_csv_labels(pairs, out, relative=True)
 
 
 def mixed_rows(
@@ -98,9 +94,5 @@ def hard_pool(
         cfg = dataclasses.replace(cfg, aligned_fraction=0.0, twin_fraction=1.0)
     extra_root = ensure_default(cfg, out / "frames")
     rows = mixed_rows(pool_root, extra_root, replace=not add)
-    csv = out / "labels.csv"
-    lines = [f"{os.path.relpath(path, csv.parent)},{label}" for path, label in rows]
-    text = "path,label\n" + "\n".join(lines) + "\n"
-    if not csv.is_file() or csv.read_text() != text:
-        csv.write_text(text)
-    return csv
+    pairs = [(path, LABELS[label]) for path, label in rows]
+    return write_csv_labels(pairs, out / "labels.csv", relative=True)

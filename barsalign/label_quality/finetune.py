@@ -1,6 +1,6 @@
-"""Out-of-fold scores from K fine-tunings, for `label_quality.suspects_of`.
+"""Out-of-fold scores from K fine-tunings, for `suspects.suspects_of` (`--scores finetune`).
 
-The frozen probe of `label_quality` costs one pass over the frames but does not see a gap of a
+The frozen probe (`features`, `suspects`) costs one pass over the frames but does not see a gap of a
 few pixels. `FinetuneScores` trains the default recipe once per fold, on the other folds' labels
 (validation split from those by clip, as `barsalign train` does), and scores the fold's frames
 with that run's best checkpoint: K trainings, so minutes per fold on a CPU, but the scores come
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
-from barsalign.label_quality import write_labels_csv
+from barsalign.label_quality.noise import write_labels_csv
 from barsalign.preprocess import read_image
 
 if TYPE_CHECKING:

@@ -1,25 +1,20 @@
 """Labelled frames → Lightning batches `(x float32[B,3,S,S], y float32[B])`, aligned = 1.0.
 
-Sources (`load_labels`): the `aligned/ not_aligned/` folder layout, the labeler's class files
-(`class_aligned.txt`, `class_not_aligned.txt`, `class_skipped.txt`: one path a line, with
-server → local prefix mapping), or a CSV `path,label`. Splits: a separate validation set
-(`val_dir`), or a stratified split grouped by clip id (metadata.jsonl's `clip_id`, else a
-`<clip>_f<digits>` file name, else the file itself), so one clip never straddles the split.
+Sources: whatever `barsalign.data.labels.load_labels` reads (the `aligned/ not_aligned/` folder
+layout, the labeler's class files with server → local prefix mapping, or a CSV `path,label`).
+Splits: a separate validation set (`val_dir`), or a stratified split grouped by clip id
+(metadata.jsonl's `clip_id`, else a `<clip>_f<digits>` file name, else the file itself), so
+one clip never straddles the split.
 Every file is read once up front: unreadable ones are reported before training, and the
 preprocessed frames go to a disk cache keyed by file content hash + preprocessing config.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
-import json
-import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,155 +24,17 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from barsalign.augment import AugmentConfig, augment
-from barsalign.cache import DEFAULT_CACHE, GIB, CacheUsage, FrameCache, cache_limit_from_env
+from barsalign.cache import DEFAULT_CACHE, GIB, FrameCache
+from barsalign.data.labels import Item, load_labels
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import (
-    IMAGE_SUFFIXES,
     PreprocessConfig,
     crop_resize,
     decode_image,
     finish,
-    list_images,
     preprocess,
     to_tensor,
 )
-
-LABELS = {"aligned": 1, "not_aligned": 0, "1": 1, "0": 0, "true": 1, "false": 0}
-CLASS_FILES = {"class_aligned.txt": 1, "class_not_aligned.txt": 0}
-SKIPPED_FILE = "class_skipped.txt"
-CLIP_RE = re.compile(r"^(?P<clip>.+?)[_-](?:f|frame)\d+$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One labelled frame: path, label (1 aligned) and group (clip id)."""
-
-    path: Path
-    label: int
-    group: str
-
-
-def _map_prefix(line: str, path_map: Sequence[tuple[str, str]]) -> str:
-    for server, local in path_map:
-        if line.startswith(server):
-            return local + line[len(server) :]
-    return line
-
-
-def read_class_files(
-    folder: Path, path_map: Sequence[tuple[str, str]] = ()
-) -> list[tuple[Path, int]]:
-    """The labeler's class files in `folder` as (local path, label); skipped frames left out."""
-    from barsalign.labelstore import read_class_file
-
-    out: list[tuple[Path, int]] = []
-    skipped: set[str] = set()
-    if (folder / SKIPPED_FILE).is_file():
-        skipped = set(read_class_file(folder / SKIPPED_FILE))
-    for name, label in CLASS_FILES.items():
-        f = folder / name
-        if not f.is_file():
-            continue
-        for line in read_class_file(f):  # UTF-8, one image path a line, else a named error
-            if line in skipped:
-                continue
-            p = Path(_map_prefix(line, path_map))
-            out.append((p if p.is_absolute() else folder / p, label))
-    return out
-
-
-def read_csv_labels(path: Path, path_map: Sequence[tuple[str, str]] = ()) -> list[tuple[Path, int]]:
-    """A CSV with columns `path,label` (label aligned/not_aligned or 1/0)."""
-    from barsalign.labelstore import path_problem, read_text_file
-
-    out: list[tuple[Path, int]] = []
-    reader = csv.DictReader(io.StringIO(read_text_file(path), newline=""))
-    if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-        raise BarsalignError(f"{path}: needs a header with columns 'path,label'")
-    end = reader.line_num
-    for row in reader:
-        n, end = end + 1, reader.line_num  # the row's first line
-        raw_path, raw_label = row.get("path"), row.get("label")
-        if raw_path is None or raw_label is None:
-            raise BarsalignError(f"{path}:{n}: expected 'path,label', got {len(row)} field(s)")
-        lab = LABELS.get(str(raw_label).strip().lower())
-        if lab is None:
-            raise BarsalignError(f"{path}:{n}: label {raw_label!r} is not aligned/not_aligned")
-        why = path_problem(raw_path.strip())
-        if why:
-            raise BarsalignError(f"{path}:{n}: {raw_path[:80]!r}: {why}")
-        p = Path(_map_prefix(raw_path.strip(), path_map))
-        out.append((p if p.is_absolute() else path.parent / p, lab))
-    return out
-
-
-def read_folder_labels(folder: Path) -> list[tuple[Path, int]]:
-    """Frames under `folder/aligned` and `folder/not_aligned`."""
-    return [
-        (p, lab)
-        for name, lab in (("aligned", 1), ("not_aligned", 0))
-        for p in list_images(folder / name)
-    ]
-
-
-def metadata_rows(paths: list[Path]) -> dict[Path, dict[str, Any]]:
-    """Each frame's row (resolved path → dict) from the nearest metadata.jsonl above it."""
-    out: dict[Path, dict[str, Any]] = {}
-    seen: set[Path] = set()
-    for p in paths:
-        for parent in list(p.resolve().parents)[:3]:
-            meta = parent / "metadata.jsonl"
-            if parent in seen or not meta.is_file():
-                continue
-            seen.add(parent)
-            for line in meta.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict) and "file" in row:
-                    out[(parent / row["file"]).resolve()] = row
-    return out
-
-
-def _metadata_clips(paths: list[Path]) -> dict[Path, str]:
-    """clip_id per frame from the nearest metadata.jsonl above the frames (if any)."""
-    return {
-        p: str(row["clip_id"])
-        for p, row in metadata_rows(paths).items()
-        if row.get("clip_id") is not None
-    }
-
-
-def clip_group(path: Path, clips: dict[Path, str]) -> str:
-    """The clip a frame belongs to: metadata, else `<clip>_f<digits>` name, else the file."""
-    cid = clips.get(path.resolve())
-    if cid is not None:
-        return cid
-    m = CLIP_RE.match(path.stem)
-    return f"{path.parent}/{m.group('clip')}" if m else str(path)
-
-
-def load_labels(source: str | Path, path_map: Sequence[tuple[str, str]] = ()) -> list[Item]:
-    """Labelled frames from a folder layout, the labeler's class files or a CSV."""
-    src = Path(source)
-    if src.is_file() and src.suffix.lower() == ".csv":
-        pairs = read_csv_labels(src, path_map)
-    elif src.is_dir() and any((src / n).is_file() for n in CLASS_FILES):
-        pairs = read_class_files(src, path_map)
-    elif src.is_dir() and ((src / "aligned").is_dir() or (src / "not_aligned").is_dir()):
-        pairs = read_folder_labels(src)
-    elif src.is_dir() and (src / "example_set").is_dir():
-        pairs = read_folder_labels(src / "example_set")
-    else:
-        raise BarsalignError(
-            f"{src}: no labelled frames (expected aligned/ and not_aligned/ folders, "
-            f"{' / '.join(CLASS_FILES)}, or a CSV path,label)"
-        )
-    if not pairs:
-        raise BarsalignError(f"{src}: no labelled frames found")
-    clips = _metadata_clips([p for p, _ in pairs])
-    return [Item(p, lab, clip_group(p, clips)) for p, lab in pairs]
 
 
 def grouped_split(
@@ -471,15 +328,3 @@ class AlignmentDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup("fit")
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
-
-
-__all__ = [
-    "AlignmentDataModule",
-    "CacheUsage",
-    "FrameCache",
-    "cache_limit_from_env",
-    "Item",
-    "load_labels",
-    "grouped_split",
-    "IMAGE_SUFFIXES",
-]
