@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="execute the notebooks (all, or those named, comma-separated) with papermill and "
         "rewrite their references in tests/notebook_refs/ (make notebook-refs [NB=02_label])",
     )
+
+
+def wait_for(check, timeout: float, every: float = 0.02):  # noqa: ANN001, ANN201
+    """check()'s first truthy value within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    return None

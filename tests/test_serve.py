@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_for
 from test_label_browser import CHROMIUM, FLAGS, browser_versions
 from test_monitor import clip, onnx_model  # noqa: F401 - fixtures: the tiny export, the clip
 
@@ -113,17 +114,6 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
-
-
-def wait_for(check, timeout: float, every: float = 0.05):  # noqa: ANN001, ANN201
-    """check()'s first truthy value within `timeout` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    return None
 
 
 # --- refusals: one line, before anything is served ------------------------------------------

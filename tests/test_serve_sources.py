@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import wait_for
 from test_label_browser import CHROMIUM, FLAGS
 from test_monitor import clip, onnx_model  # noqa: F401 - fixtures: the tiny export, the clip
 from test_serve import server
@@ -104,17 +105,6 @@ def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
-
-
-def wait_for(check, timeout: float, every: float = 0.02):  # noqa: ANN001, ANN201
-    """check()'s first truthy value within `timeout` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    return None
 
 
 class Stream:
