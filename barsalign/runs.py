@@ -81,11 +81,12 @@ KINDS = ("train", "label_noise")
 def runs_table(
     experiment: str | None = None,
     last: int = 20,
-    filter_string: str | None = None,
+    filter_string: str | Sequence[str] | None = None,
     kind: str = "train",
 ) -> list[dict[str, Any]]:
     """The newest `last` runs of `kind` (`KINDS`) in `experiment` (those matching
-    `filter_string`, an MLflow search filter such as "tags.look = 'top_down'"), one row each."""
+    `filter_string`, an MLflow search filter such as "tags.look = 'top_down'"; several filters
+    give the runs matching any of them, as MLflow's filters have no OR), one row each."""
     if last < 1:
         raise BarsalignError(f"--last must be 1 or more, not {last}")
     if kind not in KINDS:
@@ -95,19 +96,24 @@ def runs_table(
     found = c.get_experiment_by_name(name)
     if found is None:
         raise BarsalignError(f"no experiment {name!r} in {tracking.tracking_uri()}")
-    query = f"tags.kind = '{kind}'" + (f" and {filter_string}" if filter_string else "")
+    filters = [filter_string] if isinstance(filter_string, str) else list(filter_string or [None])
     from mlflow.exceptions import MlflowException
 
-    try:
-        runs = c.search_runs(
-            [found.experiment_id],
-            filter_string=query,
-            order_by=["attributes.start_time DESC"],
-            max_results=last,
-        )
-    except MlflowException as err:
-        first = (str(err).strip().splitlines() or ["?"])[0][:200]
-        raise BarsalignError(f"--filter {filter_string!r}: {first}") from None
+    by_id: dict[str, Any] = {}
+    for one in filters:
+        query = f"tags.kind = '{kind}'" + (f" and {one}" if one else "")
+        try:
+            for r in c.search_runs(
+                [found.experiment_id],
+                filter_string=query,
+                order_by=["attributes.start_time DESC"],
+                max_results=last,
+            ):
+                by_id[r.info.run_id] = r
+        except MlflowException as err:
+            first = (str(err).strip().splitlines() or ["?"])[0][:200]
+            raise BarsalignError(f"--filter {one!r}: {first}") from None
+    runs = sorted(by_id.values(), key=lambda r: r.info.start_time, reverse=True)[:last]
     return [(_row if kind == "train" else _noise_row)(r) for r in runs]
 
 
@@ -279,8 +285,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--last", type=int, default=20, help="the newest N runs (default 20)")
     p.add_argument(
         "--filter",
+        action="append",
         help="an MLflow search filter, e.g. \"tags.look = 'top_down'\" or "
-        "\"params.backbone = 'resnet18'\"",
+        "\"params.backbone = 'resnet18'\"; given twice or more, the runs matching any",
     )
     p.add_argument(
         "--kind",

@@ -449,3 +449,21 @@ def test_a_local_mlflow_server_gets_the_same_run(
     assert main(["runs"]) == 0
     out = capsys.readouterr().out
     assert run.info.run_id in out and run_dir.name in out
+
+
+def test_several_filters_give_the_runs_matching_any(tmp_path: Path, monkeypatch) -> None:
+    """MLflow's filters have no OR: `runs --filter A --filter B` is the union, newest first."""
+    from barsalign import tracking
+    from barsalign.runs import runs_table
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for seed in (0, 1, 2):
+        tracking.log_run("label_noise", f"noise {seed}", {"seed": seed}, {"share_found": seed / 10})
+    rows = runs_table(
+        last=5, filter_string=["params.seed = '0'", "params.seed = '2'"], kind="label_noise"
+    )
+    assert [r["seed"] for r in rows] == [2, 0]
+    one = runs_table(last=5, filter_string="params.seed = '1'", kind="label_noise")
+    assert [r["seed"] for r in one] == [1]
+    with pytest.raises(BarsalignError, match="--filter 'params.seed ~ 3'"):
+        runs_table(filter_string=["params.seed = '0'", "params.seed ~ 3"], kind="label_noise")
