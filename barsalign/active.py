@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from barsalign.cache import DEFAULT_CACHE
+from barsalign.data.cache import DEFAULT_CACHE
 from barsalign.errors import BarsalignError
 from barsalign.label_quality import SuspectConfig, fit_probe, region_features
 from barsalign.labelstore import LabelStore, by_annotator
@@ -404,7 +404,7 @@ class LiveLoop:
         return True
 
     def _retrain(self, idx: np.ndarray, y: np.ndarray) -> list[str]:
-        from barsalign.metrics import binary_metrics
+        from barsalign.evaluation.metrics import binary_metrics
 
         probe = self._fit(self.loop.features[idx], y)
         scores = probe.predict_proba(self.loop.features)[:, 1]

@@ -30,22 +30,22 @@ COMMANDS: dict[str, Command] = {
         "barsalign.preprocess.cli", "write preprocessed frames for a visual check"
     ),
     "cache": Command(
-        "barsalign.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
+        "barsalign.data.cache", "show, prune or clear the preprocessed-frame cache (bounded, 8 GiB)"
     ),
     "demo": Command("barsalign.reports", "render the default data and run every notebook"),
     "report": Command(
         "barsalign.reports", "convert executed notebooks to HTML and write the index"
     ),
     "roi": Command("barsalign.roi", "propose the stopper region from labelled frames and draw it"),
-    "train": Command("barsalign.train", "fine-tune one backbone into a run folder"),
-    "evaluate": Command("barsalign.predict", "metrics of a model on a labelled folder"),
-    "predict": Command("barsalign.predict", "score a folder of frames into a CSV"),
+    "train": Command("barsalign.modeling.train", "fine-tune one backbone into a run folder"),
+    "evaluate": Command("barsalign.evaluation.predict", "metrics of a model on a labelled folder"),
+    "predict": Command("barsalign.evaluation.predict", "score a folder of frames into a CSV"),
     "export": Command(
         "barsalign.export.cli",
         "export a checkpoint to ONNX/TorchScript (CoreML if installed) with model cards",
     ),
     "quantize": Command(
-        "barsalign.quantize",
+        "barsalign.export.quantize",
         "int8 static quantization of an ONNX export, calibrated on real frames",
     ),
     "monitor": Command(

@@ -18,7 +18,7 @@ from typing import Any
 
 from barsalign.config import CONF_DIR, KERNEL_NAME, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
 from barsalign.errors import BarsalignError
-from barsalign.train_config import load_profile
+from barsalign.modeling.train_config import load_profile
 
 
 @dataclass(frozen=True)
@@ -278,8 +278,8 @@ def write_index(reports_dir: str | Path = REPORTS_DIR, title: str = "barsalign r
     one), the held-out comparison, the label-efficiency curves (when
     benchmarks/label_efficiency.py wrote some), the tracker's training runs (else the run
     folders), and a row per report linking its HTML."""
-    from barsalign.efficiency_report import efficiency_html
     from barsalign.summary import newest_summary, summary_html
+    from barsalign.viz.efficiency_report import efficiency_html
 
     reports_dir = Path(reports_dir)
     entries = _run_entries(reports_dir / "runs")

@@ -107,7 +107,7 @@ def _feature_maps(images: list[np.ndarray], size: tuple[int, int], backbone: str
     """The frozen pretrained backbone's last feature maps, [N, C, h, w], one frame at a time."""
     import torch
 
-    from barsalign.backbones import create_backbone, data_config
+    from barsalign.modeling.backbones import create_backbone, data_config
 
     model, _ = create_backbone(backbone)
     model.eval()

@@ -145,8 +145,8 @@ def write_validation(kept: Any, run_dir: Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from barsalign.metrics import threshold_max_fbeta
-    from barsalign.plots import model_panel
+    from barsalign.evaluation.metrics import threshold_max_fbeta
+    from barsalign.viz.plots import model_panel
 
     table = run_dir / "val_scores.csv"
     pd.DataFrame({"label": kept.labels, "score": kept.scores}).to_csv(table, index=False)

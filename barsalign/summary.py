@@ -59,7 +59,7 @@ def plant_summary(
         model: an exported model with its card (`model.onnx`), as the monitor loads it.
         held_out: labelled frames none of the runs trained on; None: the synthetic held-out set.
     """
-    from barsalign import evaluate as ev
+    from barsalign.evaluation import evaluate as ev
     from barsalign.inference import card_path, load_predictor
 
     model, out_dir = Path(model), Path(out_dir)

@@ -22,9 +22,9 @@ import numpy as np
 
 from barsalign import export
 from barsalign.config import RUNS_DIR
-from barsalign.evaluate import ensure_held_out, labelled_folder, score_paths
+from barsalign.evaluation.evaluate import ensure_held_out, labelled_folder, score_paths
+from barsalign.evaluation.metrics import binary_metrics
 from barsalign.inference import load_predictor, physical_cores
-from barsalign.metrics import binary_metrics
 from barsalign.monitor import MonitorConfig, run_monitor
 
 
@@ -47,7 +47,7 @@ def default_model(work: Path) -> Path:
 
 def int8_model(model: Path, given: str | None, calib: str | None, work: Path) -> Path:
     """The int8 variant: given, beside the fp32 model, or quantized now on `calib`."""
-    from barsalign.quantize import QuantizeConfig, quantize_model
+    from barsalign.export.quantize import QuantizeConfig, quantize_model
 
     beside = model.with_name(f"{model.stem}.int8.onnx")
     if given:

@@ -19,8 +19,8 @@ import time
 import torch
 
 from barsalign.config import CONF_DIR
-from barsalign.model import PRESETS, AlignmentClassifier, count_parameters
-from barsalign.train_config import load_profile
+from barsalign.modeling.model import PRESETS, AlignmentClassifier, count_parameters
+from barsalign.modeling.train_config import load_profile
 
 
 def images_per_s(

@@ -62,7 +62,7 @@ def proposed_region(pool: list[Any], out: Path) -> Any:
 def look_data(name: str, region: str, out: Path) -> dict[str, Any]:
     """The pool (items, sessions), held-out items and the stopper region of one look."""
     from barsalign.data import Item, load_labels, metadata_rows
-    from barsalign.evaluate import ensure_held_out, labelled_folder
+    from barsalign.evaluation.evaluate import ensure_held_out, labelled_folder
     from barsalign.synth import ensure_default, pool_labels
     from barsalign.synth.geometry import STOPPER_ROI
 
@@ -98,7 +98,7 @@ def look_data(name: str, region: str, out: Path) -> dict[str, Any]:
 
 
 def f05(probe: Any, x: np.ndarray, y: np.ndarray) -> float:
-    from barsalign.metrics import binary_metrics
+    from barsalign.evaluation.metrics import binary_metrics
 
     return float(binary_metrics(y, probe.predict_proba(x)[:, 1], 0.5)["f05"])
 
@@ -191,7 +191,7 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict[str, Any]:
     """Mean (and spread) F0.5 per strategy and budget, with and without pseudo-labels, and the
     fewest labels each strategy needs to come within 0.01 of "all" and to reach 0.90."""
-    from barsalign.efficiency_report import labels_to, strategy_curves
+    from barsalign.viz.efficiency_report import labels_to, strategy_curves
 
     curves = strategy_curves(res)
     out: dict[str, Any] = {}
@@ -261,10 +261,10 @@ def table(name: str, res: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:
-    """The curves as the report index shows them (`barsalign.efficiency_report`)."""
+    """The curves as the report index shows them (`barsalign.viz.efficiency_report`)."""
     import matplotlib.pyplot as plt
 
-    from barsalign.efficiency_report import efficiency_figure
+    from barsalign.viz.efficiency_report import efficiency_figure
 
     fig = efficiency_figure(results)
     fig.savefig(path, dpi=100)

@@ -53,7 +53,7 @@ def probe_f05(
     features: np.ndarray, items: list[Any], held: np.ndarray, held_labels, C: float
 ) -> float:
     """Held-out F0.5 at 0.5 of the probe fitted on all of `items`' labels."""
-    from barsalign.evaluate import evaluate_scores
+    from barsalign.evaluation.evaluate import evaluate_scores
     from barsalign.label_quality import fit_probe
 
     probe = fit_probe(features, np.array([it.label for it in items]), C)
@@ -65,9 +65,9 @@ def finetune_f05(items: list[Any], name: str, base: dict[str, Any], out: Path, h
     from sweep_recipes import held_out_f05
 
     from barsalign.label_quality import write_labels_csv
+    from barsalign.modeling.train import run_training
+    from barsalign.modeling.train_config import FinetuneConfig
     from barsalign.synth import ensure_default
-    from barsalign.train import run_training
-    from barsalign.train_config import FinetuneConfig
 
     labels = write_labels_csv(items, out / f"labels_{name}.csv")
     run = out / f"run_{name}"
@@ -154,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     from sweep_recipes import parse_settings
 
     from barsalign.data import Item, load_labels
-    from barsalign.evaluate import ensure_held_out, labelled_folder
+    from barsalign.evaluation.evaluate import ensure_held_out, labelled_folder
     from barsalign.label_quality import flip_labels, region_features, suspects_of, write_suspects
+    from barsalign.modeling.train_config import load_profile
     from barsalign.synth import ensure_default, pool_labels
-    from barsalign.train_config import load_profile
 
     try:
         if not 0 < args.top < 1:

@@ -9,7 +9,7 @@ recording sessions; `--n-train 1200` renders `data/looks/NAME_1200`), then:
 - its best checkpoint scores the test split, which no run saw: F0.5 at 0.5 and AUROC;
 - with `gap_pairs`, the pairs come from every look but the one trained on (leave one look
   out): a user's camera is none of the renderer's looks either;
-- the classical baseline (`barsalign.baseline.EdgeBaseline`: logistic regression on the plant's
+- the classical baseline (`modeling.baseline.EdgeBaseline`: logistic regression on the plant's
   edge image) is fitted on the same training frames and scored on the same test split.
 
 The table has one row per look and seed and a mean row; recipes are decided on that mean,
@@ -65,7 +65,7 @@ def look_sets(look: str, n_train: int, root: Path = LOOKS_DIR) -> Path:
 
 def metrics(labels: Any, scores: Any) -> dict[str, float]:
     """F0.5 at 0.5 and AUROC."""
-    from barsalign.evaluate import evaluate_scores
+    from barsalign.evaluation.evaluate import evaluate_scores
 
     m = evaluate_scores(labels, scores)
     return {"f05": float(m["f05"]), "auroc": float(m["auroc"])}
@@ -74,7 +74,7 @@ def metrics(labels: Any, scores: Any) -> dict[str, float]:
 def held_out(checkpoint: Path, test: Path, tracking: bool = True) -> dict[str, float]:
     """A checkpoint's F0.5 at 0.5 and AUROC on a labelled folder (every frame must read);
     with `tracking` an MLflow evaluation run, its numbers on the training run (`heldout_*`)."""
-    from barsalign.evaluate import evaluate_scorer, labelled_folder, load_scorer
+    from barsalign.evaluation.evaluate import evaluate_scorer, labelled_folder, load_scorer
 
     row, _ = evaluate_scorer(
         load_scorer(checkpoint), labelled_folder(test), latency_frames=1, tracking=tracking
@@ -86,9 +86,9 @@ def held_out(checkpoint: Path, test: Path, tracking: bool = True) -> dict[str, f
 
 def baseline(train: Path, test: Path) -> dict[str, float]:
     """The classical baseline fitted on `train` and scored on `test`."""
-    from barsalign.baseline import EdgeBaseline
     from barsalign.data import load_labels
-    from barsalign.evaluate import labelled_folder
+    from barsalign.evaluation.evaluate import labelled_folder
+    from barsalign.modeling.baseline import EdgeBaseline
     from barsalign.preprocess import PreprocessConfig, read_image
 
     items = load_labels(train)
@@ -112,8 +112,8 @@ def run_look(
     the run folder's finished training is scored instead of training again (its minutes are the
     training's own, without the region proposal)."""
     from barsalign import tracking
-    from barsalign.train import run_training
-    from barsalign.train_config import FinetuneConfig
+    from barsalign.modeling.train import run_training
+    from barsalign.modeling.train_config import FinetuneConfig
 
     sets = look_sets(look, n_train, sets_dir)
     run = out / f"{look}_{n_train}_s{seed}"

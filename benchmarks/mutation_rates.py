@@ -36,7 +36,11 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
         ["tests/test_preprocess.py"],
     ),
     "inference": ("barsalign/inference/*", "barsalign.inference.*", ["tests/test_inference.py"]),
-    "metrics": ("barsalign/metrics.py", "barsalign.metrics.*", ["tests/test_metrics.py"]),
+    "metrics": (
+        "barsalign/evaluation/metrics.py",
+        "barsalign.evaluation.metrics.*",
+        ["tests/test_metrics.py"],
+    ),
     "labelstore": ("barsalign/labelstore/*", "barsalign.labelstore.*", ["tests/test_labeling.py"]),
     "smoother": (
         "barsalign/monitor/smoother.py",

@@ -1,7 +1,7 @@
 """Validation F0.5 of a training profile over seeds, beside recipes that change some settings:
 how far a change moves the score, against how far the seed alone moves it.
 
-Every run is a real fine-tuning (`barsalign.train.run_training`) on the synthetic default, or on
+Every run is a real fine-tuning (`modeling.train.run_training`) on the synthetic default, or on
 your frames with `--set data_dir=DIR`. The table has one row per recipe: each seed's best
 validation F0.5, the mean, the standard deviation and the mean training minutes; with
 `--held-out DIR` (a labelled folder; `default` is 05_evaluate's held-out set) also each seed's
@@ -29,8 +29,8 @@ import yaml
 
 from barsalign.config import CONF_DIR
 from barsalign.errors import BarsalignError
-from barsalign.train import run_training
-from barsalign.train_config import CONFIG_KEYS, FinetuneConfig, load_profile
+from barsalign.modeling.train import run_training
+from barsalign.modeling.train_config import CONFIG_KEYS, FinetuneConfig, load_profile
 
 
 def parse_settings(text: str, where: str) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def parse_recipe(text: str) -> tuple[str, dict[str, Any]]:
 def held_out_f05(checkpoint: Path, data: Any, tracking: bool = True) -> float:
     """F0.5 at 0.5 of a checkpoint on a labelled set (`evaluate.LabelledSet`); with
     `tracking` an MLflow evaluation run, its F0.5 on the training run (`heldout_f05`)."""
-    from barsalign.evaluate import evaluate_scorer, load_scorer
+    from barsalign.evaluation.evaluate import evaluate_scorer, load_scorer
 
     row, _ = evaluate_scorer(load_scorer(checkpoint), data, latency_frames=1, tracking=tracking)
     if row["unreadable"]:
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise BarsalignError(f"recipe {name!r}: {err}") from None
         held_out = None
         if args.held_out:
-            from barsalign.evaluate import ensure_held_out, labelled_folder
+            from barsalign.evaluation.evaluate import ensure_held_out, labelled_folder
             from barsalign.preprocess import read_image
 
             folder = ensure_held_out() if args.held_out == "default" else Path(args.held_out)

@@ -72,5 +72,5 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_command_flags_still_parse() -> None:
     """A command's own flags reach its function (the lazily built parser is the real one)."""
     args = build_parser("predict").parse_args(["predict", "--model", "m.onnx", "--source", "d"])
-    assert args.func.__module__ == "barsalign.predict"
+    assert args.func.__module__ == "barsalign.evaluation.predict"
     assert str(args.source) == "d" and args.threshold is None

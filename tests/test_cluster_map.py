@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from barsalign import eda
-from barsalign.cluster_map import ClusterMap, ClusterWidget, project
 from barsalign.errors import BarsalignError
+from barsalign.viz import eda
+from barsalign.viz.cluster_map import ClusterMap, ClusterWidget, project
 
 
 @pytest.fixture(scope="module")

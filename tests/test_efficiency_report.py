@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from barsalign.config import PROJ_ROOT
-from barsalign.efficiency_report import efficiency_looks, labels_needed, strategy_curves
 from barsalign.errors import BarsalignError
 from barsalign.reports import write_index
+from barsalign.viz.efficiency_report import efficiency_looks, labels_needed, strategy_curves
 
 
 def _run(strategy: str, seed: int, curve: list[float], pseudo: float | None = None) -> dict:

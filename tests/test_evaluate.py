@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from barsalign.cli import main
-from barsalign.evaluate import (
+from barsalign.evaluation.evaluate import (
     error_rates,
     evaluate_scorer,
     labelled_folder,
@@ -28,7 +28,7 @@ from barsalign.inference import load_predictor
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint file (random resnet18 at 64 px) with its preprocessing stored."""
-    from barsalign.model import AlignmentClassifier
+    from barsalign.modeling.model import AlignmentClassifier
     from barsalign.preprocess import PreprocessConfig
 
     torch.manual_seed(0)
@@ -202,8 +202,8 @@ def test_per_frame_outcomes_follow_the_threshold(synth_small: Path) -> None:
 
 
 def test_the_baseline_learns_its_training_set(synth_small: Path) -> None:
-    from barsalign.baseline import EdgeBaseline
-    from barsalign.evaluate import read_frames
+    from barsalign.evaluation.evaluate import read_frames
+    from barsalign.modeling.baseline import EdgeBaseline
     from barsalign.preprocess import PreprocessConfig
 
     data = labelled_folder(synth_small)

@@ -15,17 +15,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from barsalign.backbones import create_backbone, data_config
-from barsalign.evaluate import error_cases
-from barsalign.gradcam import grad_cam, overlay
+from barsalign.evaluation.evaluate import error_cases
+from barsalign.evaluation.gradcam import grad_cam, overlay
 from barsalign.inference import load_predictor
+from barsalign.modeling.backbones import create_backbone, data_config
+from barsalign.modeling.train import run_training
+from barsalign.modeling.train_config import FinetuneConfig
 from barsalign.preprocess import PreprocessConfig, preprocess, to_tensor
 from barsalign.synth import STOPPER_ROI, SynthConfig, flush_twin
 from barsalign.synth.geometry import head_points_px
 from barsalign.synth.render import render
 from barsalign.synth.scenes import Session, build_spec
-from barsalign.train import run_training
-from barsalign.train_config import FinetuneConfig
 
 
 class _Brightness(nn.Module):

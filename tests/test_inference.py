@@ -13,10 +13,10 @@ import torch
 from conftest import export_untrained
 
 from barsalign import export
-from barsalign.baseline import EdgeBaseline
 from barsalign.errors import BarsalignError
 from barsalign.inference import as_predictor, load_predictor
-from barsalign.model import AlignmentClassifier
+from barsalign.modeling.baseline import EdgeBaseline
+from barsalign.modeling.model import AlignmentClassifier
 from barsalign.monitor import MonitorConfig, run_monitor
 from barsalign.preprocess import PreprocessConfig, preprocess, to_tensor
 

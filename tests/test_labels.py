@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from barsalign import eda
 from barsalign.cli import main
 from barsalign.data import (
     load_labels,
@@ -25,8 +24,9 @@ from barsalign.data import (
     write_folder_labels,
 )
 from barsalign.errors import BarsalignError
-from barsalign.evaluate import labelled_folder
+from barsalign.evaluation.evaluate import labelled_folder
 from barsalign.labelstore import LabelStore, class_file, read_class_file
+from barsalign.viz import eda
 
 # name -> (subfolder below the layout's root, label); `other/` is outside the layout
 FRAMES = {
@@ -212,7 +212,7 @@ def test_eda_and_evaluation_read_the_layout_as_load_labels_does(
 def test_reading_and_converting_labels_imports_no_torch(tmp_path: Path) -> None:
     probe = (
         "import json, sys\n"
-        "import barsalign.data, barsalign.labeler, barsalign.synth, barsalign.eda\n"
+        "import barsalign.data, barsalign.labeler, barsalign.synth, barsalign.viz.eda\n"
         "from barsalign.cli import main\n"
         "main(['labels', 'import', sys.argv[1], '--to', sys.argv[2]])\n"
         "print(json.dumps([m for m in ('torch', 'lightning') if m in sys.modules]))\n"

@@ -15,7 +15,7 @@ from sklearn.metrics import (
 )
 
 from barsalign.errors import BarsalignError
-from barsalign.metrics import (
+from barsalign.evaluation.metrics import (
     binary_metrics,
     check_precision_target,
     check_threshold,

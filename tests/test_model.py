@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from barsalign.backbones import (
+from barsalign.errors import BarsalignError
+from barsalign.modeling.backbones import (
     RandomInitWarning,
     create_backbone,
     data_config,
@@ -22,8 +23,7 @@ from barsalign.backbones import (
     load_packaged_lite0,
     packaged_lite0_file,
 )
-from barsalign.errors import BarsalignError
-from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
+from barsalign.modeling.model import PRESETS, AlignmentClassifier, load_checkpoint
 
 SAMPLES = Path(cv2.__file__).parents[1]
 """site-packages: real photographs ship with scikit-learn and matplotlib."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from barsalign import config, eda, preprocess
+from barsalign import config, preprocess
 from barsalign.labelstore import path_problem
 from barsalign.preprocess import PreprocessConfig
 from barsalign.synth import render
+from barsalign.viz import eda
 
 
 def test_the_renderers_night_is_what_preprocessing_and_eda_call_dark() -> None:

@@ -14,6 +14,7 @@ import pytest
 from barsalign.augment import AugmentConfig, augment, augmented_variants
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import load_profile
 from barsalign.preprocess import (
     MODES,
     PreprocessConfig,
@@ -26,7 +27,6 @@ from barsalign.preprocess import (
     to_tensor,
 )
 from barsalign.preprocess.masked import masked_fast
-from barsalign.train_config import load_profile
 
 DC = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 

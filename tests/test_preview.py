@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from barsalign import preview
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import load_profile, profile_params, write_profile
 from barsalign.preprocess import PreprocessConfig, preprocess, read_image
-from barsalign.train_config import load_profile, profile_params, write_profile
+from barsalign.viz import preview
 
 REGION = [0.45, 0.05, 0.95, 0.75]
 

@@ -14,9 +14,9 @@ from conftest import export_untrained
 
 from barsalign import cli
 from barsalign.errors import BarsalignError
+from barsalign.export.quantize import QuantizeConfig, calibration_split, quantize_model, shape_nodes
 from barsalign.inference import load_predictor, onnx_session, physical_cores, sha256
 from barsalign.preprocess import list_images, read_image
-from barsalign.quantize import QuantizeConfig, calibration_split, quantize_model, shape_nodes
 
 SIZE = 96  # small, but the "same" padding's size arithmetic still runs in the graph
 
@@ -73,7 +73,7 @@ def test_broken_quantizations_fail_the_bound(
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from barsalign.quantize import _reader, prepared
+    from barsalign.export.quantize import _reader, prepared
 
     fp32 = load_predictor(models["fp32"])
     batch = fp32.tensors(held_frames(synth_small))

@@ -12,12 +12,12 @@ import pytest
 
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
-from barsalign.model import AlignmentClassifier
+from barsalign.modeling.model import AlignmentClassifier
+from barsalign.modeling.recipe import SAMPLES, auto_steps, plan_training
+from barsalign.modeling.train_config import FinetuneConfig
 from barsalign.preprocess import roi_box
-from barsalign.recipe import SAMPLES, auto_steps, plan_training
 from barsalign.roi import propose_roi
 from barsalign.synth import render_look_sets
-from barsalign.train_config import FinetuneConfig
 from tests.test_train import TensorData
 
 

@@ -25,8 +25,8 @@ from sklearn.metrics import fbeta_score
 from barsalign.cli import main
 from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
-from barsalign.train import run_training
-from barsalign.train_config import FinetuneConfig
+from barsalign.modeling.train import run_training
+from barsalign.modeling.train_config import FinetuneConfig
 from tests.test_train import TINY, TensorData
 
 
@@ -204,8 +204,8 @@ def test_05s_evaluation_is_a_run_linked_to_the_training_run(
     tracked_run: Path, synth_small: Path, tmp_path: Path
 ) -> None:
     """evaluate.evaluate_scorer, what 05 calls per model: one run each, with its figure."""
-    from barsalign import evaluate as ev
-    from barsalign.baseline import EdgeBaseline
+    from barsalign.evaluation import evaluate as ev
+    from barsalign.modeling.baseline import EdgeBaseline
     from barsalign.preprocess import PreprocessConfig, read_image
 
     client = _client()
@@ -247,7 +247,7 @@ def test_export_registers_a_version_with_card_threshold_held_out_metrics_and_an_
     tracked_run: Path, synth_small: Path, tmp_path: Path, capsys
 ) -> None:
     from barsalign import registry
-    from barsalign.evaluate import evaluate_scorer, labelled_folder, load_scorer
+    from barsalign.evaluation.evaluate import evaluate_scorer, labelled_folder, load_scorer
     from barsalign.export import ExportConfig, export_checkpoint
     from barsalign.registry import CHAMPION, REGISTERED_MODEL
 

@@ -22,11 +22,11 @@ from barsalign.augment import AugmentConfig
 from barsalign.cli import main
 from barsalign.config import PROJ_ROOT
 from barsalign.errors import BarsalignError
-from barsalign.evaluate import load_scorer
-from barsalign.model import PRESETS, AlignmentClassifier, load_checkpoint
+from barsalign.evaluation.evaluate import load_scorer
+from barsalign.modeling.model import PRESETS, AlignmentClassifier, load_checkpoint
+from barsalign.modeling.train import make_datamodule, run_training
+from barsalign.modeling.train_config import FinetuneConfig, load_profile
 from barsalign.preprocess import PreprocessConfig
-from barsalign.train import make_datamodule, run_training
-from barsalign.train_config import FinetuneConfig, load_profile
 
 TINY = 64
 
@@ -293,8 +293,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tests.test_train import TensorData
-from barsalign.train import run_training
-from barsalign.train_config import FinetuneConfig
+from barsalign.modeling.train import run_training
+from barsalign.modeling.train_config import FinetuneConfig
 
 
 def digest(module):
@@ -431,7 +431,7 @@ def test_synthetic_twins_swap_pool_frames_for_short_bar_scenes_and_their_twins(
     synth_small: Path, tmp_path: Path
 ) -> None:
     from barsalign.data import load_labels
-    from barsalign.recipe import with_synthetic_default
+    from barsalign.modeling.recipe import with_synthetic_default
     from barsalign.synth import load_metadata
 
     root = shutil.copytree(synth_small, tmp_path / "synth")  # the pool gets a labels.csv

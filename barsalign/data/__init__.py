@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from barsalign.cache import CacheUsage, FrameCache, cache_limit_from_env
 from barsalign.config import IMAGE_SUFFIXES
+from barsalign.data.cache import CacheUsage, FrameCache, cache_limit_from_env
 from barsalign.data.labels import (
     LABELS,
     NAMES,

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from barsalign.augment import AugmentConfig, augment
-from barsalign.cache import DEFAULT_CACHE, GIB, FrameCache
+from barsalign.data.cache import DEFAULT_CACHE, GIB, FrameCache
 from barsalign.data.labels import Item, load_labels
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import (

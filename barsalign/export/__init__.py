@@ -11,7 +11,8 @@ The package, in the order an export runs:
 - `build`: `ExportConfig`, `export_checkpoint` (export, check, card, register) and
   `write_smoothing` (06's chosen smoothing into a card);
 - `report`: the summary's lines, each runtime's size and latency;
-- `cli`: the `barsalign export` command.
+- `cli`: the `barsalign export` command;
+- `quantize`: an int8 copy of an ONNX export (`barsalign quantize`), imported by its command only.
 
 The names below are the public API, what notebook 06, `quantize`, the benchmarks and the tests
 import; the modules hold the rest.

@@ -53,7 +53,7 @@ def untrained_checkpoint(
     reads: for latency benchmarks and tests, where what matters is the network, not its skill."""
     import torch
 
-    from barsalign.model import DEFAULT_BACKBONE, AlignmentClassifier
+    from barsalign.modeling.model import DEFAULT_BACKBONE, AlignmentClassifier
 
     pcfg = preprocess if preprocess is not None else PreprocessConfig(target_size=image_size)
     model = AlignmentClassifier(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from barsalign.errors import BarsalignError
-from barsalign.metrics import check_threshold
+from barsalign.evaluation.metrics import check_threshold
 from barsalign.preprocess import PreprocessConfig
 
 CARD_VERSION = 2

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from barsalign.baseline import EdgeBaseline
 from barsalign.errors import BarsalignError
 from barsalign.inference.card import SUFFIXES, card_path, read_card
 from barsalign.inference.predictor import Predictor
 from barsalign.inference.runtimes import format_logits, onnx_session, session_logits
+from barsalign.modeling.baseline import EdgeBaseline
 from barsalign.preprocess import PreprocessConfig
 
 
@@ -100,7 +100,7 @@ def checkpoint_predictor(path: Path) -> Predictor:
     # torch, timm and lightning load in seconds: only checkpoints need them, not exports
     import torch
 
-    from barsalign.model import count_parameters, data_config, load_checkpoint
+    from barsalign.modeling.model import count_parameters, data_config, load_checkpoint
 
     model = load_checkpoint(path)
     hp = dict(model.hparams)

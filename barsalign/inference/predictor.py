@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
-from barsalign.metrics import check_threshold
+from barsalign.evaluation.metrics import check_threshold
 from barsalign.preprocess import PreprocessConfig, normalise, preprocess, scoring_problem
 
 

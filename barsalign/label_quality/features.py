@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from barsalign.cache import DEFAULT_CACHE, FrameCache
+from barsalign.data.cache import DEFAULT_CACHE, FrameCache
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import PreprocessConfig, decode_image, parse_roi, preprocess, to_tensor
 
@@ -84,12 +84,12 @@ def region_features(
 ) -> tuple[np.ndarray, Any, str]:
     """Frozen-backbone features of every frame's region [N, D]: the `cfg.features` blocks
     (`FEATURE_BLOCKS`) concatenated, the region used and why. Each frame's blocks are kept in
-    the frame cache (`barsalign.cache`) by content hash, backbone, block and preprocessing, so
+    the frame cache (`barsalign.data.cache`) by content hash, backbone, block and preprocessing, so
     a second look at the same frames costs no network pass, and a block asked before is reused
     by a later choice of blocks."""
     import torch
 
-    from barsalign.model import create_backbone, data_config
+    from barsalign.modeling.model import create_backbone, data_config
 
     roi, why = cfg.roi, "given" if cfg.roi is not None else "whole frame"
     if roi == "auto":

@@ -54,8 +54,8 @@ class FinetuneScores:
         self, items: Sequence[Item], labels: np.ndarray, fold: np.ndarray, roi: Any
     ) -> np.ndarray:
         from barsalign.inference import load_predictor
-        from barsalign.train import run_training
-        from barsalign.train_config import FinetuneConfig
+        from barsalign.modeling.train import run_training
+        from barsalign.modeling.train_config import FinetuneConfig
 
         scores = np.full(len(items), np.nan)
         for k in np.unique(fold):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.evaluation.metrics import check_threshold
 from barsalign.inference import Predictor, sigmoid
-from barsalign.metrics import check_threshold
 from barsalign.monitor.overlay import Overlay
 from barsalign.monitor.smoother import ALIGNED, NOT_ALIGNED, Smoother, resolve_smoothing
 from barsalign.monitor.source import SourceStalled, _Reader, parse_source

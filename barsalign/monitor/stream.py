@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.evaluation.metrics import check_threshold
 from barsalign.inference import card_path, load_predictor
-from barsalign.metrics import check_threshold
 from barsalign.monitor.overlay import Overlay
 from barsalign.monitor.smoother import Smoother, resolve_smoothing
 from barsalign.monitor.source import _Reader, parse_source

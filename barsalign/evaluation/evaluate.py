@@ -19,12 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from barsalign.baseline import EdgeBaseline
 from barsalign.config import DATA_DIR, RUNS_DIR
 from barsalign.data.labels import layout_root, read_folder_labels
 from barsalign.errors import BarsalignError
+from barsalign.evaluation.metrics import (
+    binary_metrics,
+    threshold_for_precision,
+    threshold_max_fbeta,
+)
 from barsalign.inference import Predictor, as_predictor, load_predictor, sigmoid
-from barsalign.metrics import binary_metrics, threshold_for_precision, threshold_max_fbeta
+from barsalign.modeling.baseline import EdgeBaseline
 from barsalign.outputs import atomic_write_text
 from barsalign.preprocess import read_image
 
@@ -208,7 +212,7 @@ def track_evaluation(
     import matplotlib.pyplot as plt
 
     from barsalign import tracking
-    from barsalign.plots import model_panel
+    from barsalign.viz.plots import model_panel
 
     ok = ~np.isnan(scores)
     threshold = float(metrics["threshold"])
@@ -320,7 +324,7 @@ def error_cases(
     its Grad-CAM map on that square toward the predicted class (torch models) and a caption."""
     import cv2
 
-    from barsalign.gradcam import model_view
+    from barsalign.evaluation.gradcam import model_view
 
     cases = frames[frames["outcome"] == outcome].sort_values("score", ascending=outcome != "FP")
     items = []

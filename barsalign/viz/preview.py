@@ -17,6 +17,7 @@ import yaml
 
 from barsalign.augment import AugmentConfig, augmented_variants
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import FinetuneConfig, profile_params, write_profile
 from barsalign.preprocess import (
     PreprocessConfig,
     crop_resize,
@@ -25,7 +26,6 @@ from barsalign.preprocess import (
     roi_box,
     to_bgr8,
 )
-from barsalign.train_config import FinetuneConfig, profile_params, write_profile
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class TrainingView:
     profiles: tuple[str, ...] = ()  # the profiles it was resolved from, in order
 
     def fragment(self) -> dict[str, Any]:
-        """The previewed settings as profile values (`barsalign.train_config.write_profile`)."""
+        """The previewed settings as profile values (`train_config.write_profile`)."""
         p = self.preprocess
         return {
             "image_size": p.target_size,
@@ -87,12 +87,12 @@ def training_view(
 
     Args:
         params: training parameters (a notebook's `globals()`: the keys of `FinetuneConfig`);
-            over `profile`'s as `barsalign.train_config.profile_params` merges them.
+            over `profile`'s as `barsalign.modeling.train_config.profile_params` merges them.
         checkpoint: a trained `.ckpt`: its own preprocessing, and the augmentation and frames
             of the run's `config.yaml`; `params`' `data_dir` stands in for moved frames.
     """
     from barsalign.data import split_labels
-    from barsalign.recipe import plan_training, with_synthetic_default
+    from barsalign.modeling.recipe import plan_training, with_synthetic_default
 
     if checkpoint is not None:
         cfg, pcfg, source = _checkpoint_config(Path(checkpoint), params.get("data_dir"))

@@ -294,7 +294,7 @@ class ClusterWidget:
         """List the frames of a selection, ring them on the map and show their thumbnails."""
         import cv2
 
-        from barsalign.eda import contact_sheet
+        from barsalign.viz.eda import contact_sheet
 
         self.selection, self._lasso = rows, lasso
         self._redraw()

@@ -44,13 +44,13 @@ class FinetuneConfig:
             (given or proposed): the pairs are crops of the same kind.
         gap_pairs_looks: the looks the pairs come from; None: every built-in look.
         max_steps: optimizer steps; None sizes them to the training set
-            (`barsalign.recipe.auto_steps`), unless `epochs` is given.
+            (`barsalign.modeling.recipe.auto_steps`), unless `epochs` is given.
         epochs: passes over the training set, as steps (`max_steps` wins); None: automatic.
         warmup_fraction: share of the steps spent warming the learning rate up linearly.
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
         weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
-        global_pool: the backbone's pooling before the head (`barsalign.backbones.POOLS`).
+        global_pool: the backbone's pooling before the head (`barsalign.modeling.backbones.POOLS`).
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
         freeze_stages: keep the backbone's stem and first N stages frozen for the whole run
             (their ImageNet filters stay, and a CPU step is faster: `bench_train.py`); None:
@@ -120,7 +120,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         if self.image_size is None:
-            from barsalign.backbones import default_image_size  # imports timm: only when needed
+            from barsalign.modeling.backbones import (
+                default_image_size,  # imports timm: only when needed
+            )
 
             set_("image_size", default_image_size(self.backbone))
         if self.run_name is None:

@@ -25,7 +25,7 @@ def model_panel(
     """Four panels for one model: confusion matrix, PR curve, score histogram, reliability."""
     from sklearn.metrics import precision_recall_curve
 
-    from barsalign.metrics import binary_metrics, reliability_table
+    from barsalign.evaluation.metrics import binary_metrics, reliability_table
 
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
@@ -101,7 +101,7 @@ def gallery(items: list[dict[str, Any]], cols: int = 4, title: str = ""):
     for ax, item in zip(axes.ravel(), items, strict=False):
         img = item["image"]
         if item.get("cam") is not None:
-            from barsalign.gradcam import overlay
+            from barsalign.evaluation.gradcam import overlay
 
             img = overlay(img, item["cam"])
         ax.imshow(img)

@@ -25,12 +25,15 @@ from typing import Any
 import numpy as np
 
 from barsalign.errors import BarsalignError
+from barsalign.export.checks import parity
 from barsalign.inference import (
     EMBEDDED_KEY,
     Predictor,
     card_path,
     load_predictor,
+    onnx_session,
     scoring_json,
+    session_logits,
     sha256,
 )
 from barsalign.outputs import atomic_path, atomic_write_text, check_output_file
@@ -200,9 +203,6 @@ def quantize_model(cfg: QuantizeConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - started
 
     # 3. the int8 file against fp32 on frames calibration did not see
-    from barsalign.export import parity
-    from barsalign.inference import onnx_session, session_logits
-
     ref = fp32.logits(check)
     got = np.asarray(session_logits(onnx_session(out))(check), np.float64).ravel()
     versus = parity(ref, got, fp32.decision_threshold)

@@ -6,7 +6,7 @@ per epoch), `checkpoints/best.ckpt` (by validation F0.5) and `checkpoints/last.c
 files in `tb/` (`barsalign.run_folder`) and `summary.json` (one line); and an MLflow run
 (`barsalign.tracking`). The Trainer's accelerator, devices, strategy, num_nodes and precision
 are parameters, so the same run goes from a laptop CPU to DDP on GPUs. The config and its
-profiles are `barsalign.train_config`; the plan sized to the data is `barsalign.recipe`.
+profiles are `barsalign.modeling.train_config`; the plan sized to the data is `modeling.recipe`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ from typing import Any
 import yaml
 
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import (
+    CONFIG_KEYS,
+    DEFAULT_FROZEN_STAGES,
+    PRECISIONS,
+    FinetuneConfig,
+    profile_params,
+)
 from barsalign.preprocess import MODES
 from barsalign.presets import PRESETS
 from barsalign.run_folder import (
@@ -35,13 +42,6 @@ from barsalign.run_folder import (
     plot_curves,
     tensorboard_logger,
     write_validation,
-)
-from barsalign.train_config import (
-    CONFIG_KEYS,
-    DEFAULT_FROZEN_STAGES,
-    PRECISIONS,
-    FinetuneConfig,
-    profile_params,
 )
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     from barsalign import tracking
-    from barsalign.backbones import data_config, freeze_early_stages
-    from barsalign.model import AlignmentClassifier, StagedUnfreeze, count_parameters
-    from barsalign.recipe import plan_training, with_synthetic_default
+    from barsalign.modeling.backbones import data_config, freeze_early_stages
+    from barsalign.modeling.model import AlignmentClassifier, StagedUnfreeze, count_parameters
+    from barsalign.modeling.recipe import plan_training, with_synthetic_default
 
     # 1. the run folder, the backbone (a bad name fails first) and the data are checked
     #    before anything is written

@@ -1,9 +1,9 @@
 """Grad-CAM for the one-logit classifier: where in the frame the model looked.
 
 Works on any timm backbone with `forward_features` (a spatial map, NCHW or NHWC as in Swin)
-and `forward_head`, which is every backbone `barsalign.model` builds. `model_view` gives the
-map together with the pixels the model saw (the region of interest, squared and resized), so
-an overlay lands where the network looked, not on the whole frame.
+and `forward_head`, which is every backbone `modeling.model` builds. `model_view` gives the map
+together with the pixels the model saw (the region of interest, squared and resized), so an
+overlay lands where the network looked, not on the whole frame.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from barsalign.config import SYNTH_TWINS_DIR
 from barsalign.data import check_both_classes, class_counts, split_labels
-from barsalign.train_config import FinetuneConfig
+from barsalign.modeling.train_config import FinetuneConfig
 
 log = logging.getLogger(__name__)
 

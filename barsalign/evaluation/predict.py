@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 
 from barsalign.data.labels import is_layout
-from barsalign.eda import require_images
 from barsalign.errors import BarsalignError
-from barsalign.evaluate import (
+from barsalign.evaluation.evaluate import (
     evaluate_scores,
     labelled_folder,
     score_paths,
     track_evaluation,
     write_json,
 )
+from barsalign.evaluation.metrics import check_precision_target, check_threshold
 from barsalign.inference import Predictor, card_path, check_model_path, load_predictor
-from barsalign.metrics import check_precision_target, check_threshold
 from barsalign.outputs import atomic_write_text, check_output_file
+from barsalign.viz.eda import require_images
 
 METRIC_ROWS = ("f05", "f1", "accuracy", "precision", "recall", "auroc")
 

@@ -1,4 +1,4 @@
-"""The classifier: a backbone (`barsalign.backbones`), dropout and a one-logit head, trained
+"""The classifier: a backbone (`modeling.backbones`), dropout and a one-logit head, trained
 with Lightning; `StagedUnfreeze` unfreezes the backbone later, `load_checkpoint` reads one back
 safely. Aligned is the positive class (label 1) for every metric.
 """
@@ -25,9 +25,15 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-# create_backbone and data_config are re-exported: inference and label_quality import them here
-from barsalign.backbones import create_backbone, data_config, feature_width, freeze_early_stages
 from barsalign.errors import BarsalignError
+
+# create_backbone and data_config are re-exported: inference and label_quality import them here
+from barsalign.modeling.backbones import (
+    create_backbone,
+    data_config,
+    feature_width,
+    freeze_early_stages,
+)
 from barsalign.presets import DEFAULT_BACKBONE, PRESETS, Preset
 
 log = logging.getLogger(__name__)
