@@ -149,14 +149,14 @@ def test_the_error_gallery_shows_the_models_square_hot_at_the_short_bars_head(
     shorts, heads = [short for short, _, _ in pairs], [head for _, _, head in pairs]
     scores = predictor.scores(shorts)
     twins = predictor.scores([flush for _, flush, _ in pairs])
-    separated = [int(i) for i in np.argsort(scores - twins) if scores[i] < 0.5 < twins[i]][:4]
-    assert len(separated) == 4, (scores, twins)
+    separated = [int(i) for i in np.argsort(scores - twins) if scores[i] < 0.5 < twins[i]][:8]
+    assert len(separated) == 8, (scores, twins)
     rows = []
     for i in separated:
         cv2.imwrite(str(tmp_path / f"short_{i}.png"), shorts[i])
         rows.append({"path": str(tmp_path / f"short_{i}.png"), "outcome": "TN", "score": scores[i]})
-    # 3. the gallery draws what the model saw, hottest at (or next to) the short bar's head
-    items = error_cases(predictor, pd.DataFrame(rows), "TN", n=4, side=SIZE)
+    # 3. the gallery draws what the model saw, hottest on (or next to) the short bar's head
+    items = error_cases(predictor, pd.DataFrame(rows), "TN", n=8, side=SIZE)
     feats = predictor.torch_model.backbone.forward_features(torch.zeros(1, 3, SIZE, SIZE))
     grid = int(feats.shape[2])  # the feature map's cells per side (NCHW)
     cell = SIZE / grid
@@ -171,6 +171,8 @@ def test_the_error_gallery_shows_the_models_square_hot_at_the_short_bars_head(
         hot = np.unravel_index(np.argmax(heat), heat.shape)
         head = (min(int(hy // cell), grid - 1), min(int(hx // cell), grid - 1))
         hits.append((max(abs(hot[0] - head[0]), abs(hot[1] - head[1])), head, hot))
-    # the hottest cell is the head's or touches it (measured: the head's own on 1 of 4 frames,
-    # a neighbour on the others, with 4 x 4 cells at 128 px; docs/architecture.md)
-    assert len(hits) == 4 and all(dist <= 1 for dist, *_ in hits), hits
+    # the hottest of the 4 x 4 cells is the head's own on most frames and touches it on every
+    # one (measured: the head's own on 5 of 8, with 24 pairs and 60 steps, and with 48 and 150;
+    # a stride-16 map was worse: docs/architecture.md)
+    assert len(hits) == 8 and all(dist <= 1 for dist, *_ in hits), hits
+    assert sum(dist == 0 for dist, *_ in hits) >= 4, hits
