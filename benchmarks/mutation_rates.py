@@ -41,7 +41,16 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
         "barsalign.evaluation.metrics.*",
         ["tests/test_metrics.py"],
     ),
-    "labelstore": ("barsalign/labelstore/*", "barsalign.labelstore.*", ["tests/test_labeling.py"]),
+    "labelstore": (
+        "barsalign/labelstore/*",
+        "barsalign.labelstore.*",
+        [
+            "tests/test_labeling.py",
+            "tests/test_labels.py",  # the conversions to and from the journal
+            "tests/test_active.py::test_pseudo_labels_never_overwrite_survive_restart_and_undo_in_one_step",
+            "tests/test_active.py::test_labeler_order_pseudo_reviews_least_confident_first",
+        ],
+    ),
     "smoother": (
         "barsalign/monitor/smoother.py",
         "barsalign.monitor.smoother.xǁSmootherǁ*",

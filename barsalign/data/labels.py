@@ -78,6 +78,12 @@ def _map_prefix(line: str, path_map: Sequence[tuple[str, str]]) -> str:
 
 
 # -- the folder layout ------------------------------------------------------------------------
+def folder_path(label: int | str, name: str) -> str:
+    """Where the folder layout keeps a frame of `label` (1/0 or its name) called `name`,
+    relative to the layout's root: `aligned/NAME` or `not_aligned/NAME`."""
+    return f"{NAMES[LABELS[str(label)]]}/{name}"
+
+
 def folder_label(path: str | Path) -> int | None:
     """A frame's label in the folder layout: its nearest folder named aligned or not_aligned."""
     for part in reversed(Path(path).parts[:-1]):
@@ -134,7 +140,7 @@ def write_folder_labels(
                 f"{what} {to} holds the labelled frame {src}: export into another folder, "
                 "never among the frames themselves"
             )
-        dst = to / NAMES[lab] / src.name
+        dst = to / folder_path(lab, src.name)
         if dst in plan:
             raise BarsalignError(
                 f"{plan[dst]} and {src} would both be exported as {NAMES[lab]}/{src.name}: "

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from barsalign.config import LOOKS_DIR, SYNTH_DIR
+from barsalign.data.labels import folder_path
 from barsalign.errors import BarsalignError
 from barsalign.preprocess import parse_roi
 from barsalign.synth.geometry import STOPPER_ROI, SceneSpec, stopper_face_px
@@ -122,7 +123,7 @@ def render_dataset(
                 ):
                     name = f"img_{meta['index']:05d}.jpg"
                     rel = (
-                        f"example_set/{meta['label']}/{name}"
+                        f"example_set/{folder_path(meta['label'], name)}"
                         if subset == "example_set"
                         else f"train_set/{name}"
                     )
@@ -199,7 +200,9 @@ def render_look_sets(
                 for (spec, meta), data in zip(
                     jobs, pool.map(_render_jpeg, specs, chunksize=4), strict=True
                 ):
-                    rel = f"{meta['label']}/{meta['clip_id']}_f{shots[meta['clip_id']]}.jpg"
+                    rel = folder_path(
+                        meta["label"], f"{meta['clip_id']}_f{shots[meta['clip_id']]}.jpg"
+                    )
                     shots[meta["clip_id"]] += 1
                     (tmp / split / rel).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / split / rel).write_bytes(data)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from barsalign.config import DATA_DIR
+from barsalign.data.labels import NAMES, folder_path
 from barsalign.errors import BarsalignError
 from barsalign.synth.dataset import partial_dir, write_jsonl
 from barsalign.synth.geometry import SceneSpec, head_points_px, stopper_face_px
@@ -126,7 +127,7 @@ def render_gap_pairs(
             records.append({"look": look, "pair": f"{look}_{i:04d}", **meta})
     workers = workers or min(4, os.cpu_count() or 1)
     with partial_dir(out, overwrite=True) as (_, tmp):
-        for name in ("aligned", "not_aligned"):
+        for name in NAMES.values():
             (tmp / name).mkdir()
         rows = []
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -134,7 +135,7 @@ def render_gap_pairs(
                 records, pool.map(_render_pair, jobs, chunksize=4), strict=True
             ):
                 for label, data in (("not_aligned", short), ("aligned", flush)):
-                    rel = f"{label}/{rec['pair']}.jpg"
+                    rel = folder_path(label, f"{rec['pair']}.jpg")
                     (tmp / rel).write_bytes(data)
                     rows.append({**rec, **box, "file": rel, "clip_id": rec["pair"]})
         write_jsonl(tmp / "metadata.jsonl", rows)
