@@ -61,9 +61,14 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
         ],
     ),
 }
-SLOW_FIXTURES = {"inference": 120}
-"""Targets whose tests build an export in a session fixture: mutmut's time limit per mutant is
-(the selected tests' own time + this many seconds) x its multiplier, so the fixture fits."""
+SETTINGS: dict[str, dict[str, object]] = {
+    # the inference tests build an ONNX export in a session fixture and run ONNX Runtime and
+    # torch threads: each mutant's time limit is (its tests' time + timeout_constant seconds) x
+    # the multiplier, and mutmut's fork server forks before torch starts a thread (a fork of
+    # the default runner, taken after the tests' warm-up, hangs on a lock a thread held)
+    "inference": {"timeout_constant": 120, "process_isolation": "forkserver"},
+}
+"""`[tool.mutmut]` settings of one target beyond the defaults."""
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout"}
 
 
@@ -82,7 +87,7 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
-def configure(tree: Path, path: str, tests: list[str], timeout_constant: float = 1.0) -> None:
+def configure(tree: Path, path: str, tests: list[str], settings: dict[str, object]) -> None:
     """Replace the copy's `[tool.mutmut]` with one for `path` and `tests`."""
     pyproject = tree / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
@@ -94,8 +99,8 @@ def configure(tree: Path, path: str, tests: list[str], timeout_constant: float =
         f"only_mutate = {json.dumps([path])}\n"
         'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-        f"timeout_constant = {timeout_constant}\n"
     )
+    text += "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
     pyproject.write_text(text, encoding="utf-8")
 
 
@@ -104,7 +109,7 @@ def run_target(name: str, keep: Path | None) -> dict:
     path, names, tests = TARGETS[name]
     tree = Path(tempfile.mkdtemp(prefix=f"mutmut-{name}-"))
     copy_tree(tree)
-    configure(tree, path, tests, SLOW_FIXTURES.get(name, 1.0))
+    configure(tree, path, tests, SETTINGS.get(name, {}))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.setdefault("BARSALIGN_TEST_DATA", str(Path(tempfile.gettempdir()) / "barsalign-test-data"))
     env |= {"HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
