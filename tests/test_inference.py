@@ -160,3 +160,62 @@ def test_a_file_that_is_no_model_is_one_line(tmp_path: Path) -> None:
         load_predictor(notes)
     with pytest.raises(BarsalignError, match=r"model .*gone.onnx does not exist"):
         load_predictor(tmp_path / "gone.onnx")
+
+
+# --- a checkpoint without its preprocessing: the run's config.yaml beside it ----------------
+
+
+def run_folder_with(tmp_path: Path, config_text: str, beside: bool = False) -> Path:
+    """A checkpoint path `run/checkpoints/best.ckpt` with `config_text` in `run/config.yaml`
+    (or in `run/checkpoints/config.yaml` with `beside`)."""
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    (ckpt.parent if beside else ckpt.parent.parent).joinpath("config.yaml").write_text(config_text)
+    return ckpt
+
+
+def test_an_older_checkpoint_takes_its_runs_preprocessing(tmp_path: Path) -> None:
+    from barsalign.inference.load import preprocess_from
+
+    ckpt = run_folder_with(
+        tmp_path, "preprocess:\n  target_size: 96\n  roi: [0.5, 0.1, 1.0, 0.9]\n"
+    )
+    got = preprocess_from({"backbone": "x"}, ckpt)
+    assert got == PreprocessConfig(target_size=96, roi=(0.5, 0.1, 1.0, 0.9))
+    # the config beside the checkpoint wins over the run's
+    (ckpt.parent / "config.yaml").write_text("preprocess:\n  target_size: 80\n")
+    assert preprocess_from({}, ckpt) == PreprocessConfig(target_size=80)
+    # what the checkpoint stores wins over both
+    assert preprocess_from({"preprocess": {"target_size": 64}}, ckpt).target_size == 64
+
+
+@pytest.mark.parametrize(
+    ("config_text", "says"),
+    [
+        (None, "best.ckpt: no preprocessing config stored with it or its run"),
+        ("epochs: 3\n", "best.ckpt: no preprocessing config stored with it or its run"),
+        ("preprocess: [1, 2]\n", "config.yaml: its preprocessing config is not a mapping"),
+        (
+            "preprocess: {target_size: 64, colour: 3}\n",
+            "config.yaml: preprocessing config rejected",
+        ),
+        ("preprocess: {target_size: 0}\n", "config.yaml: "),
+        ("preprocess: [unclosed\n", "config.yaml: not readable YAML"),
+    ],
+)
+def test_a_checkpoint_without_a_readable_preprocessing_is_one_line(
+    tmp_path: Path, config_text: str | None, says: str
+) -> None:
+    from barsalign.inference.load import preprocess_from
+
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    if config_text is None:
+        ckpt.parent.mkdir(parents=True)
+    else:
+        ckpt = run_folder_with(tmp_path, config_text)
+    with pytest.raises(BarsalignError) as err:
+        preprocess_from({}, ckpt)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert str(ckpt if "best.ckpt" in says else ckpt.parent.parent / "config.yaml") in str(
+        err.value
+    )
