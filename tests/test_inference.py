@@ -219,3 +219,15 @@ def test_a_checkpoint_without_a_readable_preprocessing_is_one_line(
     assert str(ckpt if "best.ckpt" in says else ckpt.parent.parent / "config.yaml") in str(
         err.value
     )
+
+
+def test_an_export_describes_the_same_model_as_its_checkpoint(roi_model: dict[str, Path]) -> None:
+    ckpt, onnx = load_predictor(roi_model["ckpt"]), load_predictor(roi_model["onnx"])
+    assert (ckpt.kind, onnx.kind) == ("checkpoint", "onnx")
+    assert ckpt.name == onnx.name == "roi_run", "the run's name, from its folder and its card"
+    assert onnx.backbone == ckpt.backbone and onnx.image_size == ckpt.image_size == SIZE
+    assert onnx.weights_source == ckpt.weights_source == "random"
+    assert onnx.parameters == ckpt.parameters > 0
+    assert onnx.data_config == ckpt.data_config, "mean, std and input size as tuples in both"
+    assert isinstance(onnx.data_config["mean"], tuple)
+    assert (ckpt.source, onnx.source) == (roi_model["ckpt"], roi_model["onnx"])
