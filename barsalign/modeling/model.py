@@ -145,6 +145,9 @@ class AlignmentClassifier(pl.LightningModule):
             warmup = int(hp.warmup_epochs * total / max(1, self.trainer.max_epochs or 1))
         cosine = hp.schedule == "cosine"
 
+        # one closed-form factor of the step in torch's LambdaLR, not SequentialLR(LinearLR,
+        # CosineAnnealingLR): those compute each group's rate from its last one, while
+        # StagedUnfreeze adds the backbone's group mid-run by appending this same function
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
