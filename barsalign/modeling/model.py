@@ -146,8 +146,8 @@ class AlignmentClassifier(pl.LightningModule):
         cosine = hp.schedule == "cosine"
 
         # one closed-form factor of the step in torch's LambdaLR, not SequentialLR(LinearLR,
-        # CosineAnnealingLR): those compute each group's rate from its last one, while
-        # StagedUnfreeze adds the backbone's group mid-run by appending this same function
+        # CosineAnnealingLR): StagedUnfreeze adds the backbone's group mid-run by appending this
+        # function, where the chained schedulers' state would each need patching
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
