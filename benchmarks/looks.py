@@ -76,12 +76,26 @@ def held_out(checkpoint: Path, test: Path, tracking: bool = True) -> dict[str, f
     with `tracking` an MLflow evaluation run, its numbers on the training run (`heldout_*`)."""
     from barsalign.evaluation.evaluate import evaluate_scorer, labelled_folder, load_scorer
 
-    row, _ = evaluate_scorer(
+    row, frames = evaluate_scorer(
         load_scorer(checkpoint), labelled_folder(test), latency_frames=1, tracking=tracking
     )
     if row["unreadable"]:
         raise BarsalignError(f"{test}: {row['unreadable']} unreadable frame(s)")
+    frames.to_csv(checkpoint.parent.parent / "heldout_frames.csv", index=False)
+    print(misses(frames), flush=True)
     return {"f05": float(row["f05"]), "auroc": float(row["auroc"])}
+
+
+def misses(frames: Any) -> str:
+    """Where the held-out errors are: frames per kind of scene and largest gap (the
+    renderer's truth), and how many of them the model got wrong, on one line."""
+    from barsalign.evaluation.evaluate import error_rates
+
+    table = error_rates(frames).get("gap_px")
+    if table is None:
+        return "  held-out misses: no renderer truth"
+    cells = [f"{r.gap_px} {r.errors}/{r.frames}" for r in table.itertuples() if r.frames]
+    return "  held-out misses by largest gap: " + ", ".join(cells)
 
 
 def baseline(train: Path, test: Path) -> dict[str, float]:

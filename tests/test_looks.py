@@ -185,6 +185,20 @@ def test_look_sets_keep_splits_apart_and_clips_together(look_sets: dict[str, Pat
     assert not seen["val"] & seen["test"]
 
 
+def test_a_look_split_is_evaluated_with_its_renderer_truth(look_sets: dict[str, Path]) -> None:
+    """A look's split keeps metadata.jsonl beside aligned/: evaluation finds it, so the error
+    rates by scene and gap (05_evaluate, benchmarks/looks.py) work on the looks too."""
+    from barsalign.evaluation.evaluate import labelled_folder
+
+    split = look_sets["left_low"] / "test"
+    data = labelled_folder(split)
+    truth = {m["file"]: m for m in load_metadata(split)}
+    assert data.meta and all(m is not None for m in data.meta)
+    for path, label, meta in zip(data.paths, data.labels, data.meta, strict=True):
+        assert meta == truth[path.relative_to(split).as_posix()]
+        assert (meta["label"] == "aligned") == bool(label)
+
+
 def test_cli_bad_look_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["synth", "--look", "nope", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()

@@ -77,12 +77,14 @@ def labelled_folder(data_dir: str | Path) -> LabelledSet:
     if not paths:
         raise BarsalignError(f"{root}/aligned and {root}/not_aligned hold no images")
     meta: list[dict[str, Any] | None] = [None] * len(paths)
-    synth_root = root.parent
-    if (synth_root / "metadata.jsonl").is_file():
-        from barsalign.synth import load_metadata
+    # the renderer's truth: beside the layout (a look's split) or one level up (a data set)
+    for synth_root in (root, root.parent):
+        if (synth_root / "metadata.jsonl").is_file():
+            from barsalign.synth import load_metadata
 
-        by_file = {m["file"]: m for m in load_metadata(synth_root)}
-        meta = [by_file.get(p.relative_to(synth_root).as_posix()) for p in paths]
+            by_file = {m["file"]: m for m in load_metadata(synth_root)}
+            meta = [by_file.get(p.relative_to(synth_root).as_posix()) for p in paths]
+            break
     return LabelledSet(root, paths, np.asarray(labels, dtype=int), meta)
 
 
