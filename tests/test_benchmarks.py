@@ -174,3 +174,22 @@ def test_label_efficiency_counts_the_labels_each_strategy_needs() -> None:
     assert s["diverse"]["pseudo_f05"] == {50: pytest.approx(0.7)}
     assert s["diverse"]["pseudo_wrong_rate"][50] == pytest.approx(0.05)
     assert s["random"]["clips_per_batch"] == 10.5
+
+
+def test_gap_signal_counts_the_pixels_a_short_bar_changes() -> None:
+    """benchmarks/gap_signal.py: a twin pair differs where the short bar is, and scaling the
+    frames down leaves fewer changed pixels; identical frames differ nowhere."""
+    bench = _bench_module("gap_signal")
+    from barsalign.synth.gap_pairs import _pair_specs
+    from barsalign.synth.render import render
+
+    # the first lit pair (a night pair's 3 px gap can change no pixel by 20 levels)
+    short, flush, meta = next(
+        p for p in _pair_specs("left_low", 4, 3) if p[2]["lighting"] != "night"
+    )
+    assert max(meta["gaps_px"]) > 0
+    a = bench._gray_jpeg(render(short), 95)
+    b = bench._gray_jpeg(render(flush), 95)
+    native, half = bench.signal(a, b, 1.0, 20.0), bench.signal(a, b, 0.5, 20.0)
+    assert native > half >= 0 and native > 0
+    assert bench.signal(a, a.copy(), 1.0, 0.0) == 0
