@@ -193,3 +193,29 @@ def test_gap_signal_counts_the_pixels_a_short_bar_changes() -> None:
     native, half = bench.signal(a, b, 1.0, 20.0), bench.signal(a, b, 0.5, 20.0)
     assert native > half >= 0 and native > 0
     assert bench.signal(a, a.copy(), 1.0, 0.0) == 0
+
+
+def test_pretrain_looks_crops_each_frame_to_its_looks_stopper_square(tmp_path: Path) -> None:
+    """benchmarks/pretrain_looks.py: every frame of the chosen splits becomes one square crop
+    of `side` px under its label's folder, named after its look and split."""
+    import cv2
+
+    from barsalign.synth.dataset import load_metadata, render_look_sets
+
+    bench = _bench_module("pretrain_looks")
+    look = render_look_sets(
+        "top_down", tmp_path / "top_down", seed=2, workers=1, n_train=2, n_val=1, n_test=1
+    )
+    n = bench.crop_look(look, ("train", "test"), tmp_path / "crops", 48)
+    written = sorted((tmp_path / "crops").rglob("*.jpg"))
+    assert n == len(written) == 3
+    truth = {
+        f"top_down_{s}_{Path(m['file']).name}": m["label"]
+        for s in ("train", "test")
+        for m in load_metadata(look / s)
+    }
+    for path in written:
+        assert truth[path.name] == path.parent.name
+        assert cv2.imread(str(path)).shape == (48, 48, 3)
+    with pytest.raises(BarsalignError, match="not rendered"):
+        bench.main(["--looks", "no_such_look", "--out", str(tmp_path / "x")])
