@@ -29,8 +29,8 @@ from barsalign.synth.looks import LOOKS
 from barsalign.synth.render import render as render_spec
 
 
-def region_side(look: str, runs: str) -> tuple[float, str]:
-    """The look's region side in px of its frame, and where it came from."""
+def look_region(look: str, runs: str) -> tuple[list[float], str]:
+    """The look's region (x0, y0, x1, y1 in frame fractions) and where it came from."""
     for path in sorted(glob.glob(f"{runs}/{look}_300_s0/config.yaml")):
         roi = yaml.safe_load(Path(path).read_text(encoding="utf-8")).get("roi")
         if isinstance(roi, list) and len(roi) == 4:
@@ -55,7 +55,7 @@ def signal(a: np.ndarray, b: np.ndarray, scale: float, level: float) -> int:
 
 def look_row(look: str, args: argparse.Namespace) -> dict:
     """One look's medians: native and per input size, all lights and night."""
-    roi, source = region_side(look, args.runs)
+    roi, source = look_region(look, args.runs)
     rows = []
     for short, flush, meta in _pair_specs(look, args.pairs, args.seed):
         if max(meta["gaps_px"]) > args.max_gap:
