@@ -18,8 +18,8 @@ with its held-out and the baseline's scores on it, so `barsalign runs --markdown
 --filter "tags.run_dir LIKE '%/looks/%'"` gives the same table from the tracker.
 
 Run: .venv/bin/python benchmarks/looks.py [--looks default top_down ...] [--seeds 1]
-         [--n-train 300] [--set key=value ...] [--out reports/looks] [--json rows.json]
-         [--sets-dir data/looks]
+         [--first-seed 0] [--n-train 300] [--set key=value ...] [--out reports/looks]
+         [--json rows.json] [--sets-dir data/looks]
 """
 
 from __future__ import annotations
@@ -189,7 +189,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--looks", nargs="+", default=list(LOOKS), help="look names (default all)")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per look")
+    ap.add_argument("--seeds", type=int, default=1, help="N seeds per look")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first of the N seeds")
     ap.add_argument("--n-train", type=int, default=300, help="labelled training frames per look")
     ap.add_argument("--set", action="append", default=[], help="key=value: a recipe setting")
     ap.add_argument("--out", type=Path, default=REPORTS_DIR / "looks", help="run folders")
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             run_look(look, seed, args.n_train, settings, args.out, args.sets_dir, args.rescore)
             for look in args.looks
-            for seed in range(args.seeds)
+            for seed in range(args.first_seed, args.first_seed + args.seeds)
         ]
     except BarsalignError as err:
         print(f"looks.py: error: {err}", file=sys.stderr)

@@ -11,8 +11,12 @@ with a backbone that never saw it:
     .venv/bin/python benchmarks/looks.py --looks left_low top_down \\
         --set pretrained_path=OUT/run/checkpoints/best.ckpt --out reports/looks_pre
 
+`--render-seed S` crops sets rendered from seed S instead (600 train and 60 val frames per look,
+`data/looks_pretrain/NAME_sS`), so no frame of the benchmark's sets is seen; `--save FILE` writes
+the trained backbone alone as safetensors (the file `barsalign/weights/` ships).
+
 Run: .venv/bin/python benchmarks/pretrain_looks.py [--looks ...] [--exclude ...] [--side 320]
-         [--set key=value ...] [--out reports/pretrain_looks]
+         [--render-seed S] [--save FILE] [--set key=value ...] [--out reports/pretrain_looks]
 """
 
 from __future__ import annotations
@@ -34,6 +38,36 @@ from barsalign.roi import square_box
 from barsalign.synth.looks import LOOKS
 
 LOOKS_DIR = DATA_DIR / "looks"
+PRETRAIN_DIR = DATA_DIR / "looks_pretrain"
+PRETRAIN_FRAMES = {"n_train": 600, "n_val": 60, "n_test": 0}
+"""Frames per look of a `--render-seed` set: as many as a benchmark set's train and test."""
+
+
+def fresh_sets(look: str, seed: int, root: Path = PRETRAIN_DIR) -> Path:
+    """The look's pretraining sets rendered from `seed` (rendered first when missing)."""
+    from barsalign.synth import render_look_sets
+
+    out = root / f"{look}_s{seed}"
+    if not (out / "look.json").is_file():
+        render_look_sets(look, out, seed=seed, **PRETRAIN_FRAMES)
+    return out
+
+
+def save_backbone(checkpoint: Path, target: Path) -> int:
+    """Write the checkpoint's backbone tensors (our head left out) as float16 safetensors;
+    returns the number of tensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    backbone = {
+        k[len("backbone.") :]: v.to(torch.float16) if v.is_floating_point() else v
+        for k, v in state.items()
+        if k.startswith("backbone.")
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in backbone.items()}, str(target))
+    return len(backbone)
 
 
 def crop_look(look_dir: Path, splits: tuple[str, ...], out: Path, side: int) -> int:
@@ -64,11 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--looks", nargs="+", default=list(LOOKS), help="source looks")
     ap.add_argument("--exclude", nargs="*", default=[], help="looks kept out of the sources")
     ap.add_argument("--side", type=int, default=320, help="crop side written, px")
+    ap.add_argument("--render-seed", type=int, help="crop fresh sets rendered from this seed")
+    ap.add_argument("--save", type=Path, help="write the trained backbone here (safetensors)")
     ap.add_argument("--set", action="append", default=[], help="key=value: a recipe setting")
     ap.add_argument("--out", type=Path, default=REPORTS_DIR / "pretrain_looks")
     args = ap.parse_args(argv)
     sources = [lk for lk in args.looks if lk not in set(args.exclude)]
-    missing = [lk for lk in sources if not (LOOKS_DIR / lk / "look.json").is_file()]
+    if args.render_seed is not None:
+        dirs = {lk: fresh_sets(lk, args.render_seed) for lk in sources}
+        splits = ("train",)
+    else:
+        dirs = {lk: LOOKS_DIR / lk for lk in sources}
+        splits = ("train", "test")
+    missing = [lk for lk in sources if not (dirs[lk] / "look.json").is_file()]
     if missing or not sources:
         raise BarsalignError(
             f"looks not rendered under {LOOKS_DIR}: {missing or 'none chosen'} "
@@ -76,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     train_dir, val_dir = args.out / "crops_train", args.out / "crops_val"
     for look in sources:
-        n_train = crop_look(LOOKS_DIR / look, ("train", "test"), train_dir, args.side)
-        n_val = crop_look(LOOKS_DIR / look, ("val",), val_dir, args.side)
+        n_train = crop_look(dirs[look], splits, train_dir, args.side)
+        n_val = crop_look(dirs[look], ("val",), val_dir, args.side)
         print(f"{look}: {n_train} training crops, {n_val} validation crops", flush=True)
 
     from barsalign.modeling.train import run_training
@@ -89,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "roi": None,
         "run_dir": str(args.out / "run"),
         "run_name": f"pretrain_{'_'.join(sources)}",
+        "weights": "imagenet",
         "overwrite": True,
     }
     for item in args.set:
@@ -97,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
             raise BarsalignError(f"--set {item!r}: expected key=value")
         params[key] = yaml.safe_load(value)
     summary = run_training(FinetuneConfig(**params))
+    best = args.out / "run" / "checkpoints" / "best.ckpt"
     print(
         f"pretrained on {', '.join(sources)}: val F0.5 {summary['best_f05']}, "
-        f"{summary['steps']} steps, {args.out / 'run' / 'checkpoints' / 'best.ckpt'}"
+        f"{summary['steps']} steps, {best}"
     )
+    if args.save:
+        print(f"saved {save_backbone(best, args.save)} backbone tensors to {args.save}")
     return 0
 
 

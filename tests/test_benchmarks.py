@@ -219,3 +219,31 @@ def test_pretrain_looks_crops_each_frame_to_its_looks_stopper_square(tmp_path: P
         assert cv2.imread(str(path)).shape == (48, 48, 3)
     with pytest.raises(BarsalignError, match="not rendered"):
         bench.main(["--looks", "no_such_look", "--out", str(tmp_path / "x")])
+
+
+def test_pretrain_looks_saves_the_backbone_a_fine_tune_starts_from(tmp_path: Path) -> None:
+    """`--save`: the checkpoint's backbone alone, float16, loadable as `pretrained_path`."""
+    import torch
+    from safetensors.torch import load_file
+
+    from barsalign.export import untrained_checkpoint
+    from barsalign.modeling.backbones import create_backbone
+
+    bench = _bench_module("pretrain_looks")
+    ckpt = untrained_checkpoint(tmp_path / "best.ckpt", image_size=64)
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    n = bench.save_backbone(ckpt, tmp_path / "w" / "lite0.safetensors")
+    saved = load_file(str(tmp_path / "w" / "lite0.safetensors"))
+    assert n == len(saved) == sum(k.startswith("backbone.") for k in state)
+    assert not any(k.startswith(("head", "backbone.")) for k in saved)
+    model, source = create_backbone(
+        "tf_efficientnet_lite0", pretrained_path=tmp_path / "w" / "lite0.safetensors"
+    )
+    assert source.startswith("file:")
+    for key, value in model.state_dict().items():
+        want = state[f"backbone.{key}"]
+        if want.is_floating_point():
+            assert saved[key].dtype == torch.float16
+            assert torch.allclose(value, want, rtol=1e-3, atol=1e-4), key
+        else:
+            assert torch.equal(value, want), key
