@@ -109,7 +109,7 @@ def _feature_maps(images: list[np.ndarray], size: tuple[int, int], backbone: str
 
     from barsalign.modeling.backbones import create_backbone, data_config
 
-    model, _ = create_backbone(backbone)
+    model, _ = create_backbone(backbone, weights="imagenet")  # as measured; cache keys assume it
     model.eval()
     dc = data_config(model, size[0])
     mean = np.asarray(dc["mean"], np.float32).reshape(3, 1, 1)

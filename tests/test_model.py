@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from barsalign.errors import BarsalignError
 from barsalign.modeling.backbones import (
+    LOOKS_LITE0,
     RandomInitWarning,
     create_backbone,
     data_config,
@@ -110,6 +111,32 @@ def test_resolution_order_file_then_cache_then_package_then_random(tmp_path: Pat
         assert create_backbone("resnet18", weights="random")[1] == "random"
 
 
+def test_lite0_starts_from_the_shipped_looks_backbone_unless_imagenet_is_asked(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import load_file
+
+    name, last = "tf_efficientnet_lite0", "conv_head.weight"  # the stem stayed frozen
+    empty = tmp_path / "empty_cache"
+    empty.mkdir()
+    shipped = load_file(str(LOOKS_LITE0))  # the backbone alone: no ImageNet classifier
+    assert not any(k.startswith("classifier") for k in shipped)
+    looks, source = create_backbone(name, hf_cache_dir=empty)
+    assert source == "looks:lite0_looks.safetensors"
+    for key, value in shipped.items():  # every tensor, float16 on disk, float32 in the model
+        assert torch.equal(looks.state_dict()[key], value.to(looks.state_dict()[key].dtype)), key
+    imagenet, source = create_backbone(name, weights="imagenet", hf_cache_dir=empty)
+    assert source.startswith("package:")
+    assert not torch.allclose(imagenet.state_dict()[last], looks.state_dict()[last], atol=1e-3)
+    # the looks backbone is Lite0's alone, and a file of the user's still wins over it
+    assert create_backbone("mobilenetv3_large_100", weights="random")[1] == "random"
+    path = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in imagenet.state_dict().items()}, str(path))
+    assert create_backbone(name, pretrained_path=path)[1] == f"file:{path}"
+    with pytest.raises(BarsalignError, match="weights must be one of auto, imagenet, random"):
+        create_backbone(name, weights="looks")
+
+
 def test_user_weights_of_another_backbone_are_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "resnet18.pt"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
@@ -176,4 +203,4 @@ def test_presets_and_bad_parameters() -> None:
     with pytest.raises(BarsalignError, match="schedule"):
         AlignmentClassifier("resnet18", weights="random", schedule="linear")
     with pytest.raises(BarsalignError, match="weights must be"):
-        create_backbone("resnet18", weights="imagenet")
+        create_backbone("resnet18", weights="pretrained")

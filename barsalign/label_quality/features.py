@@ -109,7 +109,7 @@ def region_features(
     blocks = [{b: cache.get(d, k) for b, k in keys.items()} for d in digests]
     todo = [i for i, got in enumerate(blocks) if any(v is None for v in got.values())]
     if todo:
-        model, _ = create_backbone(cfg.backbone)
+        model, _ = create_backbone(cfg.backbone, weights="imagenet")  # cached by backbone name
         model.eval()
         dc = data_config(model, cfg.image_size)
         with torch.inference_mode():

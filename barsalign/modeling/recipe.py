@@ -54,8 +54,9 @@ class TrainingPlan:
     pairs_dir: str | None = None  # the gap pairs drawn beside the training frames
     pairs_reason: str = "none"
 
-    def lines(self, cfg: FinetuneConfig) -> list[str]:
-        """The plan in a few lines, for a person reading the log before training starts."""
+    def lines(self, cfg: FinetuneConfig, weights_source: str = "") -> list[str]:
+        """The plan in a few lines, for a person reading the log before training starts
+        (`weights_source`: where the backbone's weights came from, once it is built)."""
         tr, va = self.n_train, self.n_val
         return [
             f"training frames: {tr['aligned']} aligned + {tr['not_aligned']} not aligned; "
@@ -64,7 +65,7 @@ class TrainingPlan:
             f"{self.steps_reason}); warm-up {self.warmup_steps} steps, then "
             f"{cfg.schedule} to the last",
             f"image size: {cfg.image_size} px, mode {cfg.preprocess_mode}, "
-            f"{cfg.backbone} with weights {cfg.weights}, lr {cfg.lr:g}, "
+            f"{cfg.backbone} with weights {weights_source or cfg.weights}, lr {cfg.lr:g}, "
             f"frozen stages {cfg.freeze_stages}",
             f"region: {self.roi_reason}",
             f"class balance: {self.balance_reason}",

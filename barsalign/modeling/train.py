@@ -135,7 +135,7 @@ def run_training(cfg: FinetuneConfig, datamodule: Any = None) -> dict[str, Any]:
     plan = None
     if datamodule is None:
         cfg, plan = plan_training(cfg)
-        for line in plan.lines(cfg):
+        for line in plan.lines(cfg, model.weights_source):
             log.info("plan: %s", line)
     elif cfg.roi == "auto":
         cfg = dataclasses.replace(cfg, roi=None, mask_left=True)
@@ -298,7 +298,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--weights", choices=("auto", "random"))
+    p.add_argument(
+        "--weights",
+        choices=("auto", "imagenet", "random"),
+        help="auto: Lite0 starts from the backbone pretrained on the renderer's looks; "
+        "imagenet: from ImageNet alone; random: from scratch",
+    )
     p.add_argument("--pretrained-path", help="safetensors or state dict to start from")
     p.add_argument("--pos-weight", help="'auto' or a number (default: unweighted)")
     p.add_argument("--freeze-backbone", action="store_true", default=None)

@@ -49,7 +49,9 @@ class FinetuneConfig:
         warmup_fraction: share of the steps spent warming the learning rate up linearly.
         pos_weight: BCE weight of aligned frames: None (unweighted), "auto" (negatives per
             positive in the training split) or a number.
-        weights: "auto" resolves pretrained weights offline; "random" starts from scratch.
+        weights: "auto" resolves pretrained weights offline (`barsalign.modeling.backbones`:
+            for Lite0 the shipped backbone pretrained on the renderer's looks); "imagenet" the
+            same without that backbone; "random" starts from scratch.
         global_pool: the backbone's pooling before the head (`barsalign.modeling.backbones.POOLS`).
         unfreeze_at_epoch: with `freeze_backbone`, the epoch where the backbone is unfrozen.
         freeze_stages: keep the backbone's stem and first N stages frozen for the whole run
@@ -177,7 +179,10 @@ class FinetuneConfig:
                 f"preprocess_mode must be one of {MODES}, not {self.preprocess_mode!r}",
             ),
             (self.schedule in ("constant", "cosine"), f"schedule {self.schedule!r}: no such"),
-            (self.weights in ("auto", "random"), f"weights must be auto or random: {self.weights}"),
+            (
+                self.weights in ("auto", "imagenet", "random"),
+                f"weights must be auto, imagenet or random, not {self.weights!r}",
+            ),
             (
                 str(self.precision) in PRECISIONS,
                 f"precision {self.precision!r} not in {PRECISIONS}",
