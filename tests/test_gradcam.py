@@ -133,13 +133,15 @@ def seen_by_hand(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
 def test_the_error_gallery_shows_the_models_square_hot_at_the_short_bars_head(
     tmp_path: Path,
 ) -> None:
-    # 1. a real fine-tuning: 24 short-bar scenes and their flush twins, pretrained Lite0
+    # 1. a real fine-tuning: 24 short-bar scenes and their flush twins, Lite0 from ImageNet
+    #    (the start the thresholds below were measured with; from the looks backbone the head's
+    #    own cell was hottest on 3 of 8, every one within a cell)
     pairs = short_bar_pairs(24, seed=1)
     backbone, _ = create_backbone("tf_efficientnet_lite0", weights="random")
     data = _Frames(pairs, data_config(backbone, SIZE))
     cfg = FinetuneConfig(
-        backbone="tf_efficientnet_lite0", image_size=SIZE, max_steps=60, lr=1e-3,
-        run_dir=str(tmp_path / "run"), accelerator="cpu", devices=1, tracking=False,
+        backbone="tf_efficientnet_lite0", weights="imagenet", image_size=SIZE, max_steps=60,
+        lr=1e-3, run_dir=str(tmp_path / "run"), accelerator="cpu", devices=1, tracking=False,
     )  # fmt: skip
     run_training(cfg, datamodule=data)
     predictor = load_predictor(tmp_path / "run" / "checkpoints" / "best.ckpt")
