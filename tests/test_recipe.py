@@ -92,8 +92,10 @@ def test_a_plan_reads_the_labels_and_rounds_to_whole_validations(looks: dict[str
     assert resolved.roi == plan.roi and isinstance(plan.roi, tuple)
     assert resolved.preprocess_config().roi == plan.roi
     text = "\n".join(plan.lines(resolved))
-    for word in ("steps: 380", "320 px", "region: proposed", "aligned"):
+    for word in ("steps: 380", "320 px", "region: proposed", "aligned", "with weights auto"):
         assert word in text
+    source = "looks:lite0_looks.safetensors"  # once the backbone is built, where it came from
+    assert f"with weights {source}," in "\n".join(plan.lines(resolved, source))
     given = FinetuneConfig(**{**cfg.to_dict(), "max_steps": 30, "roi": "0.1,0.1,0.6,0.9"})
     _, fixed = plan_training(given)
     assert fixed.steps == 38 and fixed.roi == (0.1, 0.1, 0.6, 0.9)  # 30 -> 2 validations of 19
