@@ -27,3 +27,5 @@ PRESETS: dict[str, Preset] = {
     )
 }
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+WEIGHTS = ("auto", "imagenet", "random")
+"""Where a backbone's weights come from (`barsalign.modeling.backbones.create_backbone`)."""

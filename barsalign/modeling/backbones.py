@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from barsalign.errors import BarsalignError
-from barsalign.presets import PRESETS
+from barsalign.presets import PRESETS, WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ LOOKS_LITE0 = Path(__file__).resolve().parent.parent / "weights" / "lite0_looks.
 """Lite0 backbone trained from ImageNet on stopper crops of every renderer look
 (`benchmarks/pretrain_looks.py --render-seed 1 --save`; no frame of the benchmark's sets)."""
 POOLS = ("avg", "max", "avgmax", "catavgmax")  # timm's global poolings a head may read
-WEIGHTS = ("auto", "imagenet", "random")
 FIXED_SIZE_PREFIXES = ("swin", "vit", "deit", "beit", "eva", "maxvit", "coatnet")
 """Backbones built for one input size: they are created with `img_size` set to ours."""
 
@@ -275,9 +274,8 @@ def data_config(model: nn.Module, image_size: int) -> dict[str, Any]:
 
 
 __all__ = [
-    "LOOKS_LITE0",
-    "WEIGHTS",
     "FIXED_SIZE_PREFIXES",
+    "LOOKS_LITE0",
     "PACKAGED_LITE0",
     "POOLS",
     "RandomInitWarning",
@@ -290,4 +288,5 @@ __all__ = [
     "load_packaged_lite0",
     "packaged_lite0_file",
     "stage_groups",
+    "WEIGHTS",
 ]

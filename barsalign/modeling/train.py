@@ -30,7 +30,7 @@ from barsalign.modeling.train_config import (
     profile_params,
 )
 from barsalign.preprocess import MODES
-from barsalign.presets import PRESETS
+from barsalign.presets import PRESETS, WEIGHTS
 from barsalign.run_folder import (
     TARGET_F05,
     TENSORBOARD_DIR,
@@ -300,7 +300,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument(
         "--weights",
-        choices=("auto", "imagenet", "random"),
+        choices=WEIGHTS,
         help="auto: Lite0 starts from the backbone pretrained on the renderer's looks; "
         "imagenet: from ImageNet alone; random: from scratch",
     )

@@ -18,7 +18,7 @@ from barsalign.config import PROJ_ROOT, RUNS_DIR
 from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_text
 from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
-from barsalign.presets import DEFAULT_BACKBONE
+from barsalign.presets import DEFAULT_BACKBONE, WEIGHTS
 from barsalign.synth.looks import LOOKS
 
 DEFAULT_FROZEN_STAGES = 2  # a pretrained backbone's stem and first stages stay frozen
@@ -180,8 +180,8 @@ class FinetuneConfig:
             ),
             (self.schedule in ("constant", "cosine"), f"schedule {self.schedule!r}: no such"),
             (
-                self.weights in ("auto", "imagenet", "random"),
-                f"weights must be auto, imagenet or random, not {self.weights!r}",
+                self.weights in WEIGHTS,
+                f"weights must be one of {', '.join(WEIGHTS)}, not {self.weights!r}",
             ),
             (
                 str(self.precision) in PRECISIONS,
