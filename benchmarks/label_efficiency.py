@@ -11,7 +11,10 @@ added the confident pseudo-labels (`--min-confidence`), with their wrong rate ag
 truth. "all" is the probe on every pool frame labelled by the same annotator.
 
 The F0.5 is the probe's, not a fine-tuned network's: a fine-tune per point does not fit a
-2-core CPU. The region: on the default look the one `barsalign suspects` proposes from the
+2-core CPU. For the network's curve, `--write-picks DIR` writes the frames each strategy has had
+labelled at each budget (and all of them) as label CSVs, and `--finetune-picks DIR` trains the
+default recipe on each (`--jobs` at once, `--set accelerator=gpu` on a GPU machine) and scores
+it on the held-out frames; `--network-table DIR/finetune.jsonl` prints the table. The region: on the default look the one `barsalign suspects` proposes from the
 pool's labels (5 % flipped, as benchmarks/label_noise.py; `--region stopper` takes the
 renderer's box), on another look the renderer's stopper box (drawn once per camera).
 
@@ -19,6 +22,7 @@ Writes label_efficiency.json and label_efficiency.png into `--out` and prints th
 report index (`barsalign report`) shows the curves and the labels each look needs from every
 reports/label_efficiency*/label_efficiency.json.
 Run: .venv/bin/python benchmarks/label_efficiency.py [--looks default left_low]
+         [--write-picks DIR | --finetune-picks DIR [--jobs N] [--set KEY=VALUE]]
          [--seeds 0 1 2] [--budgets 50 100 ...] [--error-rate 0.05] [--image-size 320]
          [--out reports/label_efficiency]
 """
@@ -188,6 +192,213 @@ def run_look(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+PRIORITY = (500, 300, 1000, 200, 100, 50)  # the order the network's points are trained in
+
+
+def write_picks(name: str, args: argparse.Namespace, where: Path) -> list[dict[str, Any]]:
+    """The frames each strategy has had labelled at each budget, and all of them, as label CSVs
+    (paths relative to the CSV, the simulated annotator's answers) for the network's points;
+    returns their manifest rows. Label sets that are the same (the seed batch) are written once."""
+    import hashlib
+    import os
+    import random
+
+    from barsalign.active import STRATEGIES, ActiveLoop, LoopConfig, noisy_answer, reduce, run_loop
+    from barsalign.data.labels import write_csv_labels
+    from barsalign.label_quality import SuspectConfig, region_features
+
+    d = look_data(name, args.region, Path(args.out))
+    x, _, _ = region_features(d["pool"], SuspectConfig(roi=d["roi"], image_size=args.image_size))
+    truth = np.array([it.label for it in d["pool"]])
+    space = reduce(x)
+    budgets = [b for b in args.budgets if b < len(truth)]
+    val = "data/synthetic/example_set" if name == "default" else d["where"][: -len("train")] + "val"
+    held = os.path.relpath(d["held"][0].path.parent.parent)  # the repo root is the cwd
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+
+    def put(labels: dict[int, int], seed: int, strategy: str, k: int | str) -> None:
+        pairs = [(d["pool"][i].path.resolve(), int(y)) for i, y in sorted(labels.items())]
+        digest = hashlib.sha1(repr([(p.name, y) for p, y in pairs]).encode()).hexdigest()[:12]
+        if digest not in seen:
+            seen[digest] = f"{name}_s{seed}_{strategy}_{k}.csv"
+            write_csv_labels(pairs, where / seen[digest], relative=True)
+        rows.append(
+            {
+                "look": name,
+                "seed": seed,
+                "strategy": strategy,
+                "labels": k,
+                "csv": seen[digest],
+                "wrong_answers": sum(int(y) != int(truth[i]) for i, y in labels.items()),
+                "val": val,
+                "held_out": held,
+            }
+        )
+
+    for seed in args.seeds:
+        rng = random.Random(seed + 104729)  # the same annotator as run_look's "all"
+        put(
+            {i: noisy_answer(int(t), rng, args.error_rate) for i, t in enumerate(truth)},
+            seed,
+            "all",
+            "all",
+        )
+        for strategy in STRATEGIES:
+            loop_cfg = LoopConfig(strategy=strategy, batch_size=50, C=args.C, seed=seed)
+            loop = ActiveLoop(x, d["sessions"], loop_cfg, space=space)
+
+            def at(k: int, lp: ActiveLoop, seed: int = seed, strategy: str = strategy) -> None:
+                put(dict(lp.labels), seed, strategy, k)
+
+            run_loop(loop, truth, budgets, at, error_rate=args.error_rate)
+        print(f"{name} seed {seed}: picks written", flush=True)
+    return rows
+
+
+def _finetune_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train the default recipe on one pick's labels (the settings of `--set` on top), score its
+    best checkpoint on the held-out frames; the run's output goes to its own log."""
+    import os
+
+    import torch
+
+    from barsalign.evaluation.evaluate import evaluate_scorer, labelled_folder
+    from barsalign.inference import load_predictor
+    from barsalign.modeling.train import run_training
+    from barsalign.modeling.train_config import FinetuneConfig
+
+    torch.set_num_threads(job["threads"])
+    run = Path(job["run"])
+    run.mkdir(parents=True, exist_ok=True)
+    log = os.open(run / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1), os.dup2(log, 2)
+    started = time.perf_counter()
+    summary = run_training(
+        FinetuneConfig(
+            data_dir=job["csv"],
+            val_data_dir=job["val"],
+            seed=job["seed"],
+            run_dir=str(run / "run"),
+            run_name=run.name,
+            overwrite=True,
+            tracking=False,
+            **job["settings"],
+        )
+    )
+    minutes = (time.perf_counter() - started) / 60
+    scorer = load_predictor(run / "run" / "checkpoints" / "best.ckpt")
+    m, _ = evaluate_scorer(
+        scorer, labelled_folder(job["held_out"]), latency_frames=1, tracking=False
+    )
+    return {
+        "steps": summary["steps"],
+        "minutes": round(minutes, 2),
+        "val_f05": summary["best_f05"],
+        "f05": round(float(m["f05"]), 4),
+        "auroc": round(float(m["auroc"]), 4),
+        "roi": summary["roi"],
+        "weights": summary["weights_source"],
+    }
+
+
+def job_order(picks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One training per label set (picks sharing a CSV share it, their rows kept), "all" first,
+    then the budgets in `PRIORITY` order, seeds interleaved."""
+    order = {"all": -1, **{k: i for i, k in enumerate(PRIORITY)}}
+    todo: dict[str, dict[str, Any]] = {}
+    for r in sorted(picks, key=lambda r: (order.get(r["labels"], 99), r["seed"])):
+        todo.setdefault(r["csv"], {**r, "rows": []})["rows"].append(r)
+    return todo
+
+
+def finetune_picks(where: Path, args: argparse.Namespace) -> Path:
+    """Train the network on every pick of `where/picks.json` (`--jobs` at once), most telling
+    first ("all" and 500 labels for every seed, then 300, 1000, 200, 100, 50); no pick starts
+    after `--deadline` minutes. Each result is appended to `where/finetune.jsonl` as it comes."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo = job_order(json.loads((where / "picks.json").read_text()))
+    out = where / "finetune.jsonl"
+    done = (
+        {json.loads(line)["csv"] for line in out.read_text().splitlines()}
+        if out.exists()
+        else set()
+    )
+    settings = dict(kv.split("=", 1) for kv in args.set)
+    settings = {k: yaml_value(v) for k, v in settings.items()}
+    jobs = [
+        {
+            **j,
+            "csv": str(where / j["csv"]),
+            "key": j["csv"],
+            "run": str(where / "runs" / Path(j["csv"]).stem),
+            "threads": args.threads,
+            "settings": settings,
+        }
+        for j in todo.values()
+        if j["csv"] not in done
+    ]
+    deadline = time.monotonic() + 60 * args.deadline
+    print(f"{len(jobs)} trainings to run, {args.jobs} at once", flush=True)
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        running: dict[Any, dict[str, Any]] = {}
+        while jobs or running:
+            while jobs and len(running) < args.jobs and time.monotonic() < deadline:
+                job = jobs.pop(0)
+                running[pool.submit(_finetune_one, job)] = job
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                try:
+                    res = {"csv": job["key"], **fut.result()}
+                except Exception as err:  # noqa: BLE001 - reported, the others go on
+                    res = {"csv": job["key"], "error": f"{type(err).__name__}: {err}"}
+                with out.open("a") as fh:
+                    for r in job["rows"]:
+                        fh.write(json.dumps({**r, **res}) + "\n")
+                print(json.dumps({**job["rows"][0], **res}), flush=True)
+    if jobs:
+        print(f"deadline: {len(jobs)} trainings not started", flush=True)
+    return out
+
+
+def yaml_value(text: str) -> Any:
+    """A `--set` value as YAML reads it (numbers, booleans, lists)."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def network_table(rows: list[dict[str, Any]]) -> str:
+    """Mean (± sd over seeds) held-out F0.5 of the network per strategy and number of labels,
+    and the fewest labels within 0.01 of the network trained on every pool frame."""
+    rows = [r for r in rows if "f05" in r]
+    ks = sorted({r["labels"] for r in rows if r["labels"] != "all"})
+    full = [r["f05"] for r in rows if r["labels"] == "all"]
+    goal = float(np.mean(full)) - 0.01 if full else None
+    head = " | ".join(str(k) for k in ks)
+    lines = [
+        f"all (every pool frame, {len(full)} seeds): "
+        + (f"{np.mean(full):.3f} ±{np.std(full):.3f}" if full else "not run"),
+        "",
+        f"| strategy | {head} | labels to all-0.01 |",
+        "| --- | " + " | ".join("---" for _ in ks) + " | --- |",
+    ]
+    for strategy in sorted({r["strategy"] for r in rows} - {"all"}):
+        cells, reached = [], None
+        for k in ks:
+            v = [r["f05"] for r in rows if r["strategy"] == strategy and r["labels"] == k]
+            cells.append(f"{np.mean(v):.3f} ±{np.std(v):.3f} ({len(v)})" if v else "-")
+            if v and reached is None and goal is not None and np.mean(v) >= goal:
+                reached = k
+        lines.append(f"| {strategy} | {' | '.join(cells)} | {reached or 'not reached'} |")
+    return "\n".join(lines)
+
+
 def summarise(res: dict[str, Any], budgets: list[int], every: list[int]) -> dict[str, Any]:
     """Mean (and spread) F0.5 per strategy and budget, with and without pseudo-labels, and the
     fewest labels each strategy needs to come within 0.01 of "all" and to reach 0.90."""
@@ -317,7 +528,57 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--table", help="only print the tables of a label_efficiency.json")
+    ap.add_argument(
+        "--write-picks",
+        metavar="DIR",
+        help="instead of the curves: write the frames each strategy picks at each budget (and "
+        "all of them) as label CSVs with a picks.json, for --finetune-picks",
+    )
+    ap.add_argument(
+        "--finetune-picks",
+        metavar="DIR",
+        help="train the default recipe on every pick in DIR and score it on the held-out "
+        "frames (the network's curve; results in DIR/finetune.jsonl)",
+    )
+    ap.add_argument("--jobs", type=int, default=1, help="--finetune-picks: trainings at once")
+    ap.add_argument("--threads", type=int, default=2, help="--finetune-picks: torch threads each")
+    ap.add_argument("--deadline", type=float, default=1e9, help="--finetune-picks: minutes")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--finetune-picks: a training setting on top of the default recipe",
+    )
+    ap.add_argument("--network-table", metavar="JSONL", help="print a finetune.jsonl's table")
     args = ap.parse_args(argv)
+    if args.network_table:
+        lines = Path(args.network_table).read_text().splitlines()
+        print(network_table([json.loads(line) for line in lines]))
+        return 0
+    if args.finetune_picks:
+        print(
+            network_table(
+                [
+                    json.loads(line)
+                    for line in finetune_picks(Path(args.finetune_picks), args)
+                    .read_text()
+                    .splitlines()
+                ]
+            )
+        )
+        return 0
+    if args.write_picks:
+        where = Path(args.write_picks)
+        where.mkdir(parents=True, exist_ok=True)
+        try:
+            rows = [r for name in args.looks for r in write_picks(name, args, where)]
+        except BarsalignError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        (where / "picks.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"{len(rows)} picks, {len({r['csv'] for r in rows})} label sets, in {where}")
+        return 0
     if args.table:
         for name, res in json.loads(Path(args.table).read_text())["looks"].items():
             print("\n" + table(name, res))

@@ -247,3 +247,37 @@ def test_pretrain_looks_saves_the_backbone_a_fine_tune_starts_from(tmp_path: Pat
             assert torch.allclose(value, want, rtol=1e-3, atol=1e-4), key
         else:
             assert torch.equal(value, want), key
+
+
+def test_label_efficiency_network_points_run_most_telling_first_and_tabulate() -> None:
+    bench = _bench_module("label_efficiency")
+    picks = [
+        {"seed": s, "strategy": st, "labels": k, "csv": f"s{s}_{st}_{k}.csv"}
+        for s in (0, 1)
+        for st in ("random", "uncertainty")
+        for k in (50, 500, 1000)
+    ] + [{"seed": s, "strategy": "all", "labels": "all", "csv": f"s{s}_all.csv"} for s in (0, 1)]
+    for p in picks:  # the seed batch is one label set for both strategies
+        if p["labels"] == 50:
+            p["csv"] = f"s{p['seed']}_seed_50.csv"
+    todo = bench.job_order(picks)
+    assert len(todo) == 2 + 2 * 2 * 2 + 2  # the two seed batches trained once each
+    keys = list(todo)
+    assert keys[:2] == ["s0_all.csv", "s1_all.csv"]
+    assert [todo[k]["labels"] for k in keys[2:]] == [500] * 4 + [1000] * 4 + [50] * 2
+    assert len(todo["s0_seed_50.csv"]["rows"]) == 2
+    rows = [
+        {"strategy": "all", "labels": "all", "f05": 0.88},
+        {"strategy": "all", "labels": "all", "f05": 0.86},  # all: 0.87, goal 0.86
+        {"strategy": "random", "labels": 500, "f05": 0.80},
+        {"strategy": "random", "labels": 1000, "f05": 0.86},
+        {"strategy": "uncertainty", "labels": 500, "f05": 0.85},
+        {"strategy": "uncertainty", "labels": 500, "f05": 0.87},
+        {"strategy": "uncertainty", "labels": 1000, "error": "RuntimeError: out of memory"},
+    ]
+    lines = bench.network_table(rows).splitlines()
+    assert lines[0].startswith("all (every pool frame, 2 seeds): 0.870")
+    random_row = next(line for line in lines if line.startswith("| random"))
+    unc_row = next(line for line in lines if line.startswith("| uncertainty"))
+    assert random_row.endswith("| 1000 |") and "0.800 ±0.000 (1)" in random_row
+    assert unc_row.endswith("| 500 |") and "| - |" in unc_row  # the failed run left out
