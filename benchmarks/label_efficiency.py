@@ -14,9 +14,11 @@ The F0.5 is the probe's, not a fine-tuned network's: a fine-tune per point does 
 2-core CPU. For the network's curve, `--write-picks DIR` writes the frames each strategy has had
 labelled at each budget (and all of them) as label CSVs, and `--finetune-picks DIR` trains the
 default recipe on each (`--jobs` at once, `--set accelerator=gpu` on a GPU machine) and scores
-it on the held-out frames; `--network-table DIR/finetune.jsonl` prints the table. The region: on the default look the one `barsalign suspects` proposes from the
-pool's labels (5 % flipped, as benchmarks/label_noise.py; `--region stopper` takes the
-renderer's box), on another look the renderer's stopper box (drawn once per camera).
+it on the held-out frames; `--network-table DIR/finetune.jsonl` prints the table, and the report
+index shows every `reports/label_efficiency*/finetune.jsonl`. The region: on the default look the
+one `barsalign suspects` proposes from the pool's labels (5 % flipped, as
+benchmarks/label_noise.py; `--region stopper` takes the renderer's box), on another look the
+renderer's stopper box (drawn once per camera).
 
 Writes label_efficiency.json and label_efficiency.png into `--out` and prints the tables; the
 report index (`barsalign report`) shows the curves and the labels each look needs from every
@@ -376,26 +378,25 @@ def yaml_value(text: str) -> Any:
 def network_table(rows: list[dict[str, Any]]) -> str:
     """Mean (± sd over seeds) held-out F0.5 of the network per strategy and number of labels,
     and the fewest labels within 0.01 of the network trained on every pool frame."""
-    rows = [r for r in rows if "f05" in r]
-    ks = sorted({r["labels"] for r in rows if r["labels"] != "all"})
-    full = [r["f05"] for r in rows if r["labels"] == "all"]
-    goal = float(np.mean(full)) - 0.01 if full else None
-    head = " | ".join(str(k) for k in ks)
+    from barsalign.viz.efficiency_report import network_summary
+
+    s = network_summary(rows)
+    full = s["all"]
     lines = [
-        f"all (every pool frame, {len(full)} seeds): "
-        + (f"{np.mean(full):.3f} ±{np.std(full):.3f}" if full else "not run"),
+        f"all (every pool frame, {full[2] if full else 0} seeds): "
+        + (f"{full[0]:.3f} ±{full[1]:.3f}" if full else "not run"),
         "",
-        f"| strategy | {head} | labels to all-0.01 |",
-        "| --- | " + " | ".join("---" for _ in ks) + " | --- |",
+        f"| strategy | {' | '.join(str(k) for k in s['budgets'])} | labels to all-0.01 |",
+        "| --- | " + " | ".join("---" for _ in s["budgets"]) + " | --- |",
     ]
-    for strategy in sorted({r["strategy"] for r in rows} - {"all"}):
-        cells, reached = [], None
-        for k in ks:
-            v = [r["f05"] for r in rows if r["strategy"] == strategy and r["labels"] == k]
-            cells.append(f"{np.mean(v):.3f} ±{np.std(v):.3f} ({len(v)})" if v else "-")
-            if v and reached is None and goal is not None and np.mean(v) >= goal:
-                reached = k
-        lines.append(f"| {strategy} | {' | '.join(cells)} | {reached or 'not reached'} |")
+    for strategy, points in s["strategies"].items():
+        cells = [
+            f"{points[k][0]:.3f} ±{points[k][1]:.3f} ({points[k][2]})" if k in points else "-"
+            for k in s["budgets"]
+        ]
+        lines.append(
+            f"| {strategy} | {' | '.join(cells)} | {s['reached'][strategy] or 'not reached'} |"
+        )
     return "\n".join(lines)
 
 

@@ -168,3 +168,30 @@ def test_the_section_renders_in_a_browser_offline(bench_reports: Path) -> None:
         assert table.is_visible() and table.locator("tbody tr").count() == 1
         assert "left_low" in table.inner_text()
         browser.close()
+
+
+def test_the_networks_points_are_summarised_and_tabled(tmp_path: Path) -> None:
+    from barsalign.viz.efficiency_report import _network_html, network_summary
+
+    rows = [
+        {"look": "default", "strategy": "all", "labels": "all", "f05": 0.90},
+        {"look": "default", "strategy": "all", "labels": "all", "f05": 0.86},
+        {"look": "default", "strategy": "random", "labels": 300, "f05": 0.70},
+        {"look": "default", "strategy": "random", "labels": 500, "f05": 0.80},
+        {"look": "default", "strategy": "uncertainty", "labels": 300, "f05": 0.88},
+        {"look": "default", "strategy": "uncertainty", "labels": 500, "error": "boom"},
+    ]
+    s = network_summary(rows)
+    assert s["all"] == (pytest.approx(0.88), pytest.approx(0.02), 2)
+    assert s["budgets"] == [300, 500]
+    assert s["reached"] == {"random": None, "uncertainty": 300}
+    assert 500 not in s["strategies"]["uncertainty"]  # the failed run is left out
+    f = tmp_path / "label_efficiency_net" / "finetune.jsonl"
+    f.parent.mkdir()
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    page = _network_html(tmp_path)
+    assert "0.880 ±0.020 (2)" in page and "label_efficiency_net/finetune.jsonl" in page
+    assert "<td>uncertainty</td><td>0.880 ±0.000 (1)</td><td>-</td><td>300</td>" in page
+    f.write_text("{")
+    with pytest.raises(BarsalignError, match="label_efficiency_net/finetune.jsonl: not a"):
+        _network_html(tmp_path)

@@ -5,7 +5,8 @@ human labels (`label_efficiency*/label_efficiency.json` under reports/). This mo
 newest result of each look, averages the seeds (`strategy_curves`), finds how many labels the
 best strategy and random order need to come within 0.01 of the whole pool labelled and to
 reach a target F0.5 (`labels_needed`), draws the curves (`efficiency_figure`, which the
-benchmark saves too) and gives the index its section (`efficiency_html`).
+benchmark saves too) and gives the index its section (`efficiency_html`), with the fine-tuned
+network's points where `--finetune-picks` wrote some (`network_summary`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,83 @@ def efficiency_figure(looks: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
+def network_results(reports_dir: str | Path = REPORTS_DIR) -> dict[str, list[dict[str, Any]]]:
+    """The network's points (`label_efficiency.py --finetune-picks`): the rows of every
+    `label_efficiency*/finetune.jsonl` under `reports_dir`, by file."""
+    out = {}
+    for f in sorted(Path(reports_dir).glob("label_efficiency*/finetune.jsonl")):
+        try:
+            out[str(f)] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as err:
+            raise BarsalignError(f"{f}: not a finetune.jsonl ({err!r})") from None
+    return out
+
+
+def network_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sd and count of the network's held-out F0.5 per strategy and number of labels (runs
+    that failed left out), "all" (every pool frame), and the fewest labels each strategy needs
+    to come within 0.01 of "all"."""
+    done = [r for r in rows if "f05" in r]
+
+    def stats(v: list[float]) -> tuple[float, float, int] | None:
+        return (float(np.mean(v)), float(np.std(v)), len(v)) if v else None
+
+    full = stats([r["f05"] for r in done if r["labels"] == "all"])
+    budgets = sorted({int(r["labels"]) for r in done if r["labels"] != "all"})
+    strategies: dict[str, dict[int, tuple[float, float, int]]] = {}
+    reached: dict[str, int | None] = {}
+    for strategy in sorted({r["strategy"] for r in done} - {"all"}):
+        points = {}
+        for k in budgets:
+            v = stats([r["f05"] for r in done if r["strategy"] == strategy and r["labels"] == k])
+            if v:
+                points[k] = v
+        strategies[strategy] = points
+        goal = full[0] - 0.01 if full else None
+        reached[strategy] = next(
+            (k for k, v in points.items() if goal is not None and v[0] >= goal), None
+        )
+    return {"all": full, "budgets": budgets, "strategies": strategies, "reached": reached}
+
+
+def _network_html(reports_dir: Path) -> str:
+    """The table of the network's points, when the benchmark wrote some."""
+    parts = []
+    for f, rows in network_results(reports_dir).items():
+        s = network_summary(rows)
+        if s["all"] is None and not s["budgets"]:
+            continue
+
+        def cell(v: tuple[float, float, int] | None) -> str:
+            return f"{v[0]:.3f} ±{v[1]:.3f} ({v[2]})" if v else "-"
+
+        heads = ["strategy", *map(str, s["budgets"]), "labels to all - 0.01"]
+        body = [
+            [
+                name,
+                *(cell(pts.get(k)) for k in s["budgets"]),
+                str(s["reached"][name] or "not reached"),
+            ]
+            for name, pts in s["strategies"].items()
+        ]
+        looks = ", ".join(sorted({str(r.get("look", "?")) for r in rows}))
+        parts.append(
+            '<p class="sub">The fine-tuned network (the default recipe) on the frames each '
+            f"strategy picked, look {html.escape(looks)}: held-out F0.5, mean ± sd (runs); "
+            f"every pool frame labelled: {cell(s['all'])}. From "
+            f"{html.escape(str(Path(f).relative_to(reports_dir)))}.</p>"
+            '<div class="wide"><table class="label-efficiency-network"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+            + "</tr></thead><tbody>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in body
+            )
+            + "</tbody></table></div>"
+        )
+    return "".join(parts)
+
+
 def efficiency_html(reports_dir: Path, target: float = EFFICIENCY_TARGET) -> str:
     """The label-efficiency section of the index: the curves and the labels each look needs."""
     import base64
@@ -198,7 +276,9 @@ def efficiency_html(reports_dir: Path, target: float = EFFICIENCY_TARGET) -> str
         f'style="max-width:100%" src="data:image/png;base64,{png}">'
         '<div class="wide"><table id="label-efficiency-table"><thead><tr>'
         + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
+        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        + _network_html(reports_dir)
+        + "</section>"
     )
 
 
@@ -209,5 +289,7 @@ __all__ = [
     "efficiency_looks",
     "labels_needed",
     "labels_to",
+    "network_results",
+    "network_summary",
     "strategy_curves",
 ]
