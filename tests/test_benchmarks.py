@@ -281,3 +281,14 @@ def test_label_efficiency_network_points_run_most_telling_first_and_tabulate() -
     unc_row = next(line for line in lines if line.startswith("| uncertainty"))
     assert random_row.endswith("| 1000 |") and "0.800 ±0.000 (1)" in random_row
     assert unc_row.endswith("| 500 |") and "| - |" in unc_row  # the failed run left out
+
+
+def test_roi_stability_measures_a_box_against_the_stopper() -> None:
+    from barsalign.synth.geometry import STOPPER_ROI
+
+    bench = _bench_module("roi_stability")
+    assert bench.against_stopper(STOPPER_ROI) == pytest.approx((1.0, 1.0))
+    assert bench.against_stopper((0.0, 0.0, 0.5, 1.0))[0] == 0.0  # the left half misses it
+    x0, y0, x1, y1 = STOPPER_ROI
+    cover, area = bench.against_stopper((x0, y0, (x0 + x1) / 2, y1))
+    assert cover == pytest.approx(0.5) and area == pytest.approx(0.5)

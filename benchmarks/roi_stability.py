@@ -1,0 +1,145 @@
+"""How stable the region proposal is on label sets an active-learning loop picked.
+
+For each label CSV of a `benchmarks/label_efficiency.py --write-picks` folder (budgets up to
+`--max-labels`), the frozen backbone's feature maps of up to `--cap` frames per class are
+computed once, and four rules propose a box from them: `propose_roi`'s own (100 frames per class
+drawn with the set's seed, one probe, its class separation measured on the frames it was fitted
+on), the same on every frame read, and both again with the separation averaged over 16 bootstrap
+probes, each measured on the frames it was not fitted on (out of bag). Each box is compared with
+the renderer's stopper box: the share of it covered (0: the box missed the stopper) and the box's
+area relative to it. One JSON line per set goes to `--out`; the summary is printed.
+Run: .venv/bin/python benchmarks/roi_stability.py PICKS_DIR [--max-labels 500] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+RULES = ("current", "all_single", "sub_bagged", "all_bagged")
+
+
+def bagged_map(maps: np.ndarray, labels: np.ndarray, bags: int, seed: int) -> np.ndarray:
+    """Mean over bootstrap probes of the out-of-bag |t| of their class-activation maps."""
+    from sklearn.linear_model import LogisticRegression
+
+    from barsalign.roi import _welch_t
+
+    rng = np.random.default_rng(seed)
+    pooled = maps.mean(axis=(2, 3))
+    scale = pooled.std(axis=0) + 1e-6
+    every = np.arange(len(labels))
+    out = []
+    for _ in range(bags):
+        fit = rng.choice(every, len(every), replace=True)
+        oob = np.setdiff1d(every, fit)
+        if len(set(labels[fit])) < 2 or min(np.bincount(labels[oob], minlength=2)) < 3:
+            continue
+        probe = LogisticRegression(C=0.1, max_iter=3000).fit(pooled[fit] / scale, labels[fit])
+        cam = np.einsum("c,nchw->nhw", probe.coef_[0] / scale, maps[oob])
+        out.append(_welch_t(cam[labels[oob] == 1], cam[labels[oob] == 0]))
+    return np.mean(out, axis=0)
+
+
+def against_stopper(roi: tuple[float, ...]) -> tuple[float, float]:
+    """(share of the renderer's stopper box inside `roi`, area of `roi` / area of that box)."""
+    from barsalign.synth.geometry import STOPPER_ROI
+
+    x0, y0, x1, y1 = roi
+    a0, b0, a1, b1 = STOPPER_ROI
+    inter = max(0.0, min(x1, a1) - max(x0, a0)) * max(0.0, min(y1, b1) - max(y0, b0))
+    area = (a1 - a0) * (b1 - b0)
+    return inter / area, (x1 - x0) * (y1 - y0) / area
+
+
+def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
+    """The four rules' boxes for one label set."""
+    from barsalign.data.labels import load_labels
+    from barsalign.preprocess import decode_image
+    from barsalign.roi import PROBE_WIDTH, _feature_maps, _probe_map, box_from_map
+
+    items = load_labels(csv)
+    rng = np.random.default_rng(seed)
+    by: dict[int, list[Path]] = {0: [], 1: []}
+    for it in items:
+        by[int(it.label)].append(it.path)
+    for paths in by.values():
+        rng.shuffle(paths)
+        del paths[cap:]
+    labels = np.array([1] * len(by[1]) + [0] * len(by[0]))
+    images = [decode_image(p.read_bytes(), str(p)) for p in by[1] + by[0]]
+    (w, h), _ = Counter((im.shape[1], im.shape[0]) for im in images).most_common(1)[0]
+    maps = _feature_maps(
+        images,
+        (PROBE_WIDTH, max(64, round(PROBE_WIDTH * h / w / 32) * 32)),
+        "tf_efficientnet_lite0",
+    )
+    draw = np.random.default_rng(seed)
+    sub = []
+    for c in (1, 0):  # propose_roi's own rule: 100 frames per class
+        idx = np.flatnonzero(labels == c)
+        draw.shuffle(idx)
+        sub += list(idx[:100])
+    s = np.array(sub)
+    maker: dict[str, Callable[[], np.ndarray]] = {
+        "current": lambda: _probe_map(maps[s], labels[s]),
+        "all_single": lambda: _probe_map(maps, labels),
+        "sub_bagged": lambda: bagged_map(maps[s], labels[s], 16, seed),
+        "all_bagged": lambda: bagged_map(maps, labels, 16, seed),
+    }
+    row: dict[str, object] = {"set": csv.name, "labels": len(items), "read": len(labels)}
+    for rule, make in maker.items():
+        score = cv2.GaussianBlur(make().astype(np.float32), (0, 0), 0.7)
+        roi = box_from_map(score, (w, h), keep=0.8, margin=0.08, min_side=0.5)
+        cover, area = against_stopper(roi)
+        row[rule] = {
+            "roi": [float(v) for v in roi],
+            "cover": round(cover, 3),
+            "area": round(area, 2),
+        }
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("picks", help="a label_efficiency.py --write-picks folder (default look)")
+    ap.add_argument("--max-labels", type=int, default=500)
+    ap.add_argument("--cap", type=int, default=250, help="frames read per class")
+    ap.add_argument("--out", default="reports/roi_stability.jsonl")
+    args = ap.parse_args(argv)
+    where = Path(args.picks)
+    picks = json.loads((where / "picks.json").read_text())
+    sets = sorted(
+        {
+            (p["csv"], p["seed"])
+            for p in picks
+            if p["labels"] != "all" and p["labels"] <= args.max_labels
+        }
+    )
+    rows = []
+    with open(args.out, "w") as fh:
+        for csv, seed in sets:
+            rows.append(one_set(where / csv, seed, args.cap))
+            fh.write(json.dumps(rows[-1]) + "\n")
+            print(csv, {r: rows[-1][r]["cover"] for r in RULES}, flush=True)  # type: ignore[index]
+    print("\n| rule | sets | missed (cover < 0.5) | cover < 0.75 | mean cover | mean area |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for rule in RULES:
+        c = [r[rule]["cover"] for r in rows]  # type: ignore[index]
+        a = [r[rule]["area"] for r in rows]  # type: ignore[index]
+        print(
+            f"| {rule} | {len(c)} | {sum(x < 0.5 for x in c)} | {sum(x < 0.75 for x in c)} "
+            f"| {np.mean(c):.3f} | {np.mean(a):.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
