@@ -321,6 +321,8 @@ def finetune_picks(where: Path, args: argparse.Namespace) -> Path:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from barsalign.modeling.train_config import parse_settings
+
     todo = job_order(json.loads((where / "picks.json").read_text()))
     out = where / "finetune.jsonl"
     done = (
@@ -328,8 +330,7 @@ def finetune_picks(where: Path, args: argparse.Namespace) -> Path:
         if out.exists()
         else set()
     )
-    settings = dict(kv.split("=", 1) for kv in args.set)
-    settings = {k: yaml_value(v) for k, v in settings.items()}
+    settings = parse_settings(args.set)
     jobs = [
         {
             **j,
@@ -366,13 +367,6 @@ def finetune_picks(where: Path, args: argparse.Namespace) -> Path:
     if jobs:
         print(f"deadline: {len(jobs)} trainings not started", flush=True)
     return out
-
-
-def yaml_value(text: str) -> Any:
-    """A `--set` value as YAML reads it (numbers, booleans, lists)."""
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def network_table(rows: list[dict[str, Any]]) -> str:

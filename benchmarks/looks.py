@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from barsalign.config import LOOKS_DIR, REPORTS_DIR
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import parse_settings
 from barsalign.synth.looks import LOOKS
 
 COLUMNS = (
@@ -210,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [look for look in args.looks if look not in LOOKS]
         if unknown:
             raise BarsalignError(f"unknown look {unknown[0]!r}; known: {', '.join(LOOKS)}")
-        settings = {}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise BarsalignError(f"--set {item!r}: expected key=value")
-            settings[key.strip()] = yaml.safe_load(value)
+        settings = parse_settings(args.set)
         rows = [
             run_look(look, seed, args.n_train, settings, args.out, args.sets_dir, args.rescore)
             for look in args.looks

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import yaml
 
 from barsalign.config import DATA_DIR, REPORTS_DIR
 from barsalign.data.labels import folder_path
 from barsalign.errors import BarsalignError
+from barsalign.modeling.train_config import parse_settings
 from barsalign.preprocess import read_image
 from barsalign.roi import square_box
 from barsalign.synth.looks import LOOKS
@@ -134,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "weights": "imagenet",
         "overwrite": True,
     }
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise BarsalignError(f"--set {item!r}: expected key=value")
-        params[key] = yaml.safe_load(value)
+    params.update(parse_settings(args.set))
     summary = run_training(FinetuneConfig(**params))
     best = args.out / "run" / "checkpoints" / "best.ckpt"
     print(

@@ -292,3 +292,13 @@ def test_roi_stability_measures_a_box_against_the_stopper() -> None:
     x0, y0, x1, y1 = STOPPER_ROI
     cover, area = bench.against_stopper((x0, y0, (x0 + x1) / 2, y1))
     assert cover == pytest.approx(0.5) and area == pytest.approx(0.5)
+
+
+def test_set_items_become_typed_settings_and_a_bare_key_is_one_line() -> None:
+    from barsalign.errors import BarsalignError
+    from barsalign.modeling.train_config import parse_settings
+
+    got = parse_settings(["accelerator=gpu", " lr=0.0003", "augment=false", "roi=[0, 0, 1, 1]"])
+    assert got == {"accelerator": "gpu", "lr": 0.0003, "augment": False, "roi": [0, 0, 1, 1]}
+    with pytest.raises(BarsalignError, match="--set 'lr': expected key=value"):
+        parse_settings(["lr"])

@@ -337,10 +337,23 @@ def write_profile(path: str | Path, values: dict[str, Any], header: str = "") ->
     )
 
 
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """`--set key=value` items as training settings, each value read as YAML (numbers,
+    booleans, lists); an item without "=" is a one-line error."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BarsalignError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 __all__ = [
     "CONFIG_KEYS",
     "FinetuneConfig",
     "load_profile",
+    "parse_settings",
     "profile_params",
     "profile_path",
     "write_profile",
