@@ -179,11 +179,19 @@ def network_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if v:
                 points[k] = v
         strategies[strategy] = points
-        goal = full[0] - 0.01 if full else None
-        reached[strategy] = next(
-            (k for k, v in points.items() if goal is not None and v[0] >= goal), None
-        )
+        curve = {"n": np.array(list(points)), "mean": np.array([v[0] for v in points.values()])}
+        reached[strategy] = labels_to(curve, full[0] - 0.01) if full and points else None
     return {"all": full, "budgets": budgets, "strategies": strategies, "reached": reached}
+
+
+def _table(attr: str, heads: list[str], rows: list[list[str]]) -> str:
+    """An HTML table (`attr`: its id or class attribute), every cell escaped."""
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)  # noqa: E731
+    return (
+        f'<div class="wide"><table {attr}><thead><tr>{cells(heads, "th")}</tr></thead><tbody>'
+        + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+        + "</tbody></table></div>"
+    )
 
 
 def _network_html(reports_dir: Path) -> str:
@@ -212,14 +220,7 @@ def _network_html(reports_dir: Path) -> str:
             f"strategy picked, look {html.escape(looks)}: held-out F0.5, mean ± sd (runs); "
             f"every pool frame labelled: {cell(s['all'])}. From "
             f"{html.escape(str(Path(f).relative_to(reports_dir)))}.</p>"
-            '<div class="wide"><table class="label-efficiency-network"><thead><tr>'
-            + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-            + "</tr></thead><tbody>"
-            + "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in body
-            )
-            + "</tbody></table></div>"
+            + _table('class="label-efficiency-network"', heads, body)
         )
     return "".join(parts)
 
@@ -243,13 +244,13 @@ def efficiency_html(reports_dir: Path, target: float = EFFICIENCY_TARGET) -> str
     def labels(v: int | None, most: int) -> str:
         return str(v) if v is not None else f"not reached by {most}"
 
-    rows = []
+    rows: list[list[str]] = []
     for name, res in looks.items():
         r = labels_needed(res, target)
         cells = [name, str(r["frames"]), f"{r['all']:.3f}", r["best"]]
         cells += [labels(r[k], r["most"]) for k in ("best_near", "random_near")]
         cells += [labels(r[k], r["most"]) for k in ("best_target", "random_target")]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append(cells)
     heads = [
         "look",
         "pool frames",
@@ -274,9 +275,7 @@ def efficiency_html(reports_dir: Path, target: float = EFFICIENCY_TARGET) -> str
         f"from {html.escape(', '.join(files))} (benchmarks/label_efficiency.py).</p>"
         f'<img id="label-efficiency-plot" alt="held-out F0.5 against human labels" '
         f'style="max-width:100%" src="data:image/png;base64,{png}">'
-        '<div class="wide"><table id="label-efficiency-table"><thead><tr>'
-        + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-        + f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        + _table('id="label-efficiency-table"', heads, rows)
         + _network_html(reports_dir)
         + "</section>"
     )
