@@ -11,12 +11,13 @@ with a backbone that never saw it:
     .venv/bin/python benchmarks/looks.py --looks left_low top_down \\
         --set pretrained_path=OUT/run/checkpoints/best.ckpt --out reports/looks_pre
 
-`--render-seed S` crops sets rendered from seed S instead (600 train and 60 val frames per look,
-`data/looks_pretrain/NAME_sS`), so no frame of the benchmark's sets is seen; `--save FILE` writes
-the trained backbone alone as safetensors (the file `barsalign/weights/` ships).
+`--render-seed S [S ...]` crops sets rendered from those seeds instead (600 train and 60 val
+frames per look and seed, `data/looks_pretrain/NAME_sS`), so no frame of the benchmark's sets is
+seen; `--save FILE` writes the trained backbone alone as safetensors (the file
+`barsalign/weights/` ships).
 
 Run: .venv/bin/python benchmarks/pretrain_looks.py [--looks ...] [--exclude ...] [--side 320]
-         [--render-seed S] [--save FILE] [--set key=value ...] [--out reports/pretrain_looks]
+         [--render-seed S ...] [--save FILE] [--set key=value ...] [--out reports/pretrain_looks]
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ def save_backbone(checkpoint: Path, target: Path) -> int:
     return len(backbone)
 
 
-def crop_look(look_dir: Path, splits: tuple[str, ...], out: Path, side: int) -> int:
-    """Write `look_dir`'s frames of `splits`, cut to the look's stopper square, into `out`."""
+def crop_look(
+    look_dir: Path, splits: tuple[str, ...], out: Path, side: int, tag: str | None = None
+) -> int:
+    """Write `look_dir`'s frames of `splits`, cut to the look's stopper square, into `out`,
+    named `<tag>_<split>_<file>` (`tag`: the look's name unless given, e.g. one per seed)."""
     info = json.loads((look_dir / "look.json").read_text(encoding="utf-8"))
     fx0, fy0, fx1, fy1 = info["stopper_roi"]
     n = 0
@@ -84,7 +88,7 @@ def crop_look(look_dir: Path, splits: tuple[str, ...], out: Path, side: int) -> 
             x0, y0, x1, y1 = square_box(box, (w, h), 0.0)
             crop = image[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
             crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
-            name = f"{info['look']}_{split}_{Path(meta['file']).name}"
+            name = f"{tag or info['look']}_{split}_{Path(meta['file']).name}"
             target = out / folder_path(meta["label"], name)
             target.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(target), crop, [cv2.IMWRITE_JPEG_QUALITY, 95]):
@@ -98,29 +102,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--looks", nargs="+", default=list(LOOKS), help="source looks")
     ap.add_argument("--exclude", nargs="*", default=[], help="looks kept out of the sources")
     ap.add_argument("--side", type=int, default=320, help="crop side written, px")
-    ap.add_argument("--render-seed", type=int, help="crop fresh sets rendered from this seed")
+    ap.add_argument(
+        "--render-seed", type=int, nargs="+", help="crop fresh sets rendered from these seeds"
+    )
     ap.add_argument("--save", type=Path, help="write the trained backbone here (safetensors)")
     ap.add_argument("--set", action="append", default=[], help="key=value: a recipe setting")
     ap.add_argument("--out", type=Path, default=REPORTS_DIR / "pretrain_looks")
     args = ap.parse_args(argv)
     sources = [lk for lk in args.looks if lk not in set(args.exclude)]
-    if args.render_seed is not None:
-        dirs = {lk: fresh_sets(lk, args.render_seed) for lk in sources}
-        splits = ("train",)
+    if args.render_seed:
+        dirs = [(lk, fresh_sets(lk, seed)) for lk in sources for seed in args.render_seed]
+        splits: tuple[str, ...] = ("train",)
     else:
-        dirs = {lk: LOOKS_DIR / lk for lk in sources}
+        dirs = [(lk, LOOKS_DIR / lk) for lk in sources]
         splits = ("train", "test")
-    missing = [lk for lk in sources if not (dirs[lk] / "look.json").is_file()]
+    missing = [lk for lk, d in dirs if not (d / "look.json").is_file()]
     if missing or not sources:
         raise BarsalignError(
             f"looks not rendered under {LOOKS_DIR}: {missing or 'none chosen'} "
             "(benchmarks/looks.py renders them)"
         )
     train_dir, val_dir = args.out / "crops_train", args.out / "crops_val"
-    for look in sources:
-        n_train = crop_look(dirs[look], splits, train_dir, args.side)
-        n_val = crop_look(dirs[look], ("val",), val_dir, args.side)
-        print(f"{look}: {n_train} training crops, {n_val} validation crops", flush=True)
+    for look, look_dir in dirs:
+        tag = look_dir.name if args.render_seed else look
+        n_train = crop_look(look_dir, splits, train_dir, args.side, tag)
+        n_val = crop_look(look_dir, ("val",), val_dir, args.side, tag)
+        print(f"{tag}: {n_train} training crops, {n_val} validation crops", flush=True)
 
     from barsalign.modeling.train import run_training
     from barsalign.modeling.train_config import FinetuneConfig

@@ -197,7 +197,7 @@ def test_gap_signal_counts_the_pixels_a_short_bar_changes() -> None:
 
 def test_pretrain_looks_crops_each_frame_to_its_looks_stopper_square(tmp_path: Path) -> None:
     """benchmarks/pretrain_looks.py: every frame of the chosen splits becomes one square crop
-    of `side` px under its label's folder, named after its look and split."""
+    of `side` px under its label's folder, named after its look (or a tag) and split."""
     import cv2
 
     from barsalign.synth.dataset import load_metadata, render_look_sets
@@ -217,6 +217,9 @@ def test_pretrain_looks_crops_each_frame_to_its_looks_stopper_square(tmp_path: P
     for path in written:
         assert truth[path.name] == path.parent.name
         assert cv2.imread(str(path)).shape == (48, 48, 3)
+    # one tag per rendered seed keeps two seeds' same-named clips apart
+    assert bench.crop_look(look, ("val",), tmp_path / "crops", 48, tag="top_down_s2") == 1
+    assert len(list((tmp_path / "crops").rglob("top_down_s2_val_*.jpg"))) == 1
     with pytest.raises(BarsalignError, match="not rendered"):
         bench.main(["--looks", "no_such_look", "--out", str(tmp_path / "x")])
 
