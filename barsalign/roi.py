@@ -10,8 +10,9 @@ frame goes once through the frozen ImageNet backbone at a coarse size, a linear 
 aligned / not aligned from the pooled features, and its class-activation map (the probe's
 weights applied at every cell, Zhou et al. 2016) says which cells carry the decision. The cells
 where the map separates the two classes best form the core; the region is the box around them,
-grown by a margin for camera shifts and squared in pixels. Weak evidence gives the whole frame
-and says so.
+grown by a small margin for camera shifts and squared in pixels (centred on the best cell where
+the core is larger than a square the frame holds). Weak evidence gives the whole frame and says
+so.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from barsalign.preprocess import decode_image, roi_box
 Roi = tuple[float, float, float, float]
 PROBE_WIDTH = 640  # frames are shrunk to this width (aspect kept) for the probe's features
 MIN_EVIDENCE = 3.0  # the best cell's |t| below this: the labels point nowhere in particular
+KEEP = 0.8  # cells scoring at least this share of the best one form the region's core
+MARGIN = 0.03  # added around the core for camera shifts, as a share of the frame's longer side
+MIN_SIDE = 0.5  # the region's least side, as a share of the frame's shorter side
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,22 @@ def _welch_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def square_box(
-    box: tuple[float, float, float, float], frame: tuple[int, int], min_side: float
+    box: tuple[float, float, float, float],
+    frame: tuple[int, int],
+    min_side: float,
+    focus: tuple[float, float] | None = None,
 ) -> Roi:
     """Grow a pixel box to a square of at least `min_side` px around its centre, inside the
-    frame (shifted, not cut, at the borders); returned as frame fractions."""
+    frame (shifted, not cut, at the borders); returned as frame fractions. Along a side the
+    square cannot hold, it centres on `focus` (x, y px) instead, when one is given."""
     w, h = frame
     x0, y0, x1, y1 = box
     side = min(max(x1 - x0, y1 - y0, min_side), w, h)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if focus is not None and x1 - x0 > side:
+        cx = focus[0]
+    if focus is not None and y1 - y0 > side:
+        cy = focus[1]
     nx0 = float(np.clip(cx - side / 2, 0, w - side))
     ny0 = float(np.clip(cy - side / 2, 0, h - side))
     return (
@@ -86,7 +98,7 @@ def box_from_map(
     score: np.ndarray, frame: tuple[int, int], keep: float, margin: float, min_side: float
 ) -> Roi:
     """The square region around the connected cells that score at least `keep` times the best
-    one (see `propose_roi` for the arguments)."""
+    one, centred on the best cell where the square cannot hold them all (see `propose_roi`)."""
     w, h = frame
     core = (score >= keep * float(score.max())).astype(np.uint8)
     _, comp = cv2.connectedComponents(core)
@@ -100,7 +112,8 @@ def box_from_map(
         min(float(w), (xs.max() + 1) * cell_w + pad),
         min(float(h), (ys.max() + 1) * cell_h + pad),
     )
-    return square_box(box, frame, min_side * min(w, h))
+    focus = ((peak[1] + 0.5) * cell_w, (peak[0] + 0.5) * cell_h)
+    return square_box(box, frame, min_side * min(w, h), focus)
 
 
 def _feature_maps(images: list[np.ndarray], size: tuple[int, int], backbone: str) -> np.ndarray:
@@ -137,9 +150,9 @@ def _probe_map(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def propose_roi(
     frames: Sequence[tuple[Path, int]],
     max_per_class: int = 100,
-    keep: float = 0.8,
-    margin: float = 0.08,
-    min_side: float = 0.5,
+    keep: float = KEEP,
+    margin: float = MARGIN,
+    min_side: float = MIN_SIDE,
     backbone: str = "tf_efficientnet_lite0",
     seed: int = 0,
 ) -> RoiProposal:

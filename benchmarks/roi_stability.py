@@ -72,7 +72,15 @@ def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
     """The four rules' boxes for one label set."""
     from barsalign.data.labels import load_labels
     from barsalign.preprocess import decode_image
-    from barsalign.roi import PROBE_WIDTH, _feature_maps, _probe_map, box_from_map
+    from barsalign.roi import (
+        KEEP,
+        MARGIN,
+        MIN_SIDE,
+        PROBE_WIDTH,
+        _feature_maps,
+        _probe_map,
+        box_from_map,
+    )
 
     items = load_labels(csv)
     rng = np.random.default_rng(seed)
@@ -107,7 +115,7 @@ def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
 
     def box(score: np.ndarray) -> tuple[float, ...]:
         score = cv2.GaussianBlur(score.astype(np.float32), (0, 0), 0.7)
-        return box_from_map(score, (w, h), keep=0.8, margin=0.08, min_side=0.5)
+        return box_from_map(score, (w, h), keep=KEEP, margin=MARGIN, min_side=MIN_SIDE)
 
     boxes = []  # five draws of 100 frames per class: the box that agrees most with the others
     for k in range(5):

@@ -16,7 +16,7 @@ from barsalign.modeling.model import AlignmentClassifier
 from barsalign.modeling.recipe import SAMPLES, auto_steps, plan_training
 from barsalign.modeling.train_config import FinetuneConfig
 from barsalign.preprocess import roi_box
-from barsalign.roi import propose_roi
+from barsalign.roi import box_from_map, propose_roi, square_box
 from barsalign.synth import render_look_sets
 from tests.test_train import TensorData
 
@@ -101,6 +101,39 @@ def test_a_plan_reads_the_labels_and_rounds_to_whole_validations(looks: dict[str
     assert fixed.steps == 38 and fixed.roi == (0.1, 0.1, 0.6, 0.9)  # 30 -> 2 validations of 19
     _, epochs = plan_training(FinetuneConfig(**{**cfg.to_dict(), "epochs": 3}))
     assert epochs.steps == 57
+
+
+def test_a_square_grows_around_its_box_and_centres_on_the_focus_where_it_cannot_hold_it() -> None:
+    frame = (1000, 500)
+    # a small box grows to the least side around its centre, shifted (not cut) at the border
+    assert square_box((900, 100, 960, 160), frame, 200) == (0.8, 0.06, 1.0, 0.46)
+    # wider than the frame is tall: the square keeps the box's centre without a focus...
+    assert square_box((0, 0, 900, 400), frame, 0) == (0.2, 0.0, 0.7, 1.0)
+    # ...and the focus with one, along the side it cannot hold (not along the other)
+    assert square_box((0, 0, 900, 400), frame, 0, focus=(800, 10)) == (0.5, 0.0, 1.0, 1.0)
+    assert square_box((100, 100, 300, 300), frame, 0, focus=(900, 400)) == (0.1, 0.2, 0.3, 0.6)
+
+
+def test_a_flat_evidence_map_gives_the_square_around_its_best_cell() -> None:
+    # evidence over the whole width, best at the right: the square sits at the right, where the
+    # best cell is, not in the middle of the evidence
+    score = np.full((4, 8), 5.0)
+    score[1, 6] = 6.0
+    assert box_from_map(score, (800, 400), keep=0.8, margin=0.0, min_side=0.5) == (
+        0.5,
+        0.0,
+        1.0,
+        1.0,
+    )
+    # a core that fits: the square is centred on the core
+    score = np.zeros((4, 8))
+    score[1:3, 2:4] = 6.0
+    assert box_from_map(score, (800, 400), keep=0.8, margin=0.0, min_side=0.5) == (
+        0.25,
+        0.25,
+        0.5,
+        0.75,
+    )
 
 
 def _inside(box: tuple[int, int, int, int], pts: list[list[float]]) -> bool:
