@@ -233,7 +233,10 @@ def test_a_slow_viewer_misses_frames_and_holds_nobody_back(
         t0 = time.monotonic()
         while time.monotonic() - t0 < 4.0:  # the slow viewer reads nothing meanwhile
             seen.append((time.monotonic(), next(fast)))
-        after = [next(slow) for _ in range(60)]
+        newest = max(s for _, s in seen)
+        after: list[int] = []  # read on until it has the newest frame the fast one saw
+        while len(after) < 60 and (not after or after[-1] < newest):
+            after.append(next(slow))
         status = json.loads(get(base + "status")[2])
     seqs = [s for _, s in seen]
     # never out of order; the same frame twice only as the keepalive (no new frame in 5 s)
