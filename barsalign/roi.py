@@ -147,6 +147,26 @@ def _probe_map(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return _welch_t(cam[labels == 1], cam[labels == 0])
 
 
+def draw_per_class(
+    frames: Sequence[tuple[Path, int]], max_per_class: int, seed: int
+) -> dict[int, list[Path]]:
+    """Up to `max_per_class` frames of each class (1 aligned, 0 not), drawn at random with
+    `seed`: the frames `propose_roi` reads."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[Path]] = {0: [], 1: []}
+    for path, label in frames:
+        by_class[int(label)].append(Path(path))
+    for label, paths in by_class.items():
+        if len(paths) < 2:
+            name = "aligned" if label else "not_aligned"
+            raise BarsalignError(
+                f"a region needs labelled frames of both classes: {len(paths)} {name} frame(s)"
+            )
+        rng.shuffle(paths)
+        del paths[max_per_class:]
+    return by_class
+
+
 def propose_roi(
     frames: Sequence[tuple[Path, int]],
     max_per_class: int = 100,
@@ -164,18 +184,7 @@ def propose_roi(
         margin: added around the core on every side, as a fraction of the frame's longer side.
         min_side: the region's least side, as a fraction of the frame's shorter side.
     """
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[Path]] = {0: [], 1: []}
-    for path, label in frames:
-        by_class[int(label)].append(Path(path))
-    for label, paths in by_class.items():
-        if len(paths) < 2:
-            name = "aligned" if label else "not_aligned"
-            raise BarsalignError(
-                f"a region needs labelled frames of both classes: {len(paths)} {name} frame(s)"
-            )
-        rng.shuffle(paths)
-        del paths[max_per_class:]
+    by_class = draw_per_class(frames, max_per_class, seed)
     # 1. the frames at their most common size (others are resized to it)
     paths = by_class[1] + by_class[0]
     labels = np.array([1] * len(by_class[1]) + [0] * len(by_class[0]))

@@ -8,7 +8,15 @@ on), the same on every frame read, and both again with the separation averaged o
 probes, each measured on the frames it was not fitted on (out of bag). Each box is compared with
 the renderer's stopper box: the share of it covered (0: the box missed the stopper) and the box's
 area relative to it. One JSON line per set goes to `--out`; the summary is printed.
+
+With `--folders`, rendered labelled folders of any look instead (their `metadata.jsonl` is the
+truth): for each of `--seeds` draws, `propose_roi`'s own box (`current`) and a local probe's
+(`local`: a logistic regression per cell on that cell's features alone, PCA to 32, its 5-fold
+out-of-fold AUROC as the map), each scored by the share of the folder's bar heads within 20 px
+of the stopper face, and of its face ends, that lie inside the box.
+
 Run: .venv/bin/python benchmarks/roi_stability.py PICKS_DIR [--max-labels 500] [--out FILE]
+     .venv/bin/python benchmarks/roi_stability.py --folders DIR [DIR ...] [--seeds 5]
 """
 
 from __future__ import annotations
@@ -139,13 +147,128 @@ def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
     return row
 
 
+def local_map(maps: np.ndarray, labels: np.ndarray, dims: int = 32) -> np.ndarray:
+    """Per cell, how well that cell's features alone tell the classes apart: the out-of-fold
+    AUROC of a logistic regression on them (PCA to `dims`), above chance, times 20."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    n, c, h, w = maps.shape
+    cells = maps.transpose(0, 2, 3, 1).reshape(-1, c)
+    fit = np.random.default_rng(0).choice(len(cells), min(len(cells), 20000), replace=False)
+    z = PCA(dims, random_state=0).fit(cells[fit]).transform(cells).reshape(n, h, w, dims)
+    z = z / (z.reshape(-1, dims).std(axis=0) + 1e-6)
+    out = np.zeros((h, w))
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(n), labels))
+    for i in range(h):
+        for j in range(w):
+            pred = np.zeros(n)
+            for tr, te in folds:
+                probe = LogisticRegression(C=0.1, max_iter=2000).fit(z[tr, i, j], labels[tr])
+                pred[te] = probe.decision_function(z[te, i, j])
+            out[i, j] = roc_auc_score(labels, pred)
+    return np.clip(out - 0.5, 0, None) * 20
+
+
+def truth_points(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Bar heads within 20 px of the face, and stopper-face ends, of a rendered folder (px)."""
+    near, faces = [], []
+    for line in (folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        faces += list(row.get("stopper_face_px") or [])
+        heads = zip(row.get("heads_px") or [], row.get("gaps_px") or [], strict=False)
+        near += [hd for hd, g in heads if g <= 20]
+    return np.array(near, float).reshape(-1, 2), np.array(faces, float).reshape(-1, 2)
+
+
+def folder_rows(folder: Path, seeds: int) -> list[dict[str, object]]:
+    """`current` and `local` boxes for `seeds` draws of propose_roi's frames of one folder."""
+    from barsalign.data.labels import load_labels
+    from barsalign.preprocess import decode_image, roi_box
+    from barsalign.roi import (
+        KEEP,
+        MARGIN,
+        MIN_SIDE,
+        PROBE_WIDTH,
+        _feature_maps,
+        _probe_map,
+        box_from_map,
+        draw_per_class,
+    )
+
+    items = load_labels(folder)
+    where = {Path(it.path): i for i, it in enumerate(items)}
+    images = [decode_image(Path(it.path).read_bytes(), str(it.path)) for it in items]
+    labels = np.array([int(it.label) for it in items])
+    (w, h), _ = Counter((im.shape[1], im.shape[0]) for im in images).most_common(1)[0]
+    size = (PROBE_WIDTH, max(64, round(PROBE_WIDTH * h / w / 32) * 32))
+    maps = _feature_maps(images, size, "tf_efficientnet_lite0")
+    near, faces = truth_points(folder)
+    rows = []
+    for seed in range(seeds):
+        drawn = draw_per_class([(Path(it.path), it.label) for it in items], 100, seed)
+        s = np.array([where[p] for p in drawn[1] + drawn[0]])
+        for rule, make in (("current", _probe_map), ("local", local_map)):
+            score = cv2.GaussianBlur(make(maps[s], labels[s]).astype(np.float32), (0, 0), 0.7)
+            roi = box_from_map(score, (w, h), keep=KEEP, margin=MARGIN, min_side=MIN_SIDE)
+            x0, y0, x1, y1 = roi_box((h, w), roi)
+
+            def inside(p: np.ndarray, x0=x0, y0=y0, x1=x1, y1=y1) -> float:
+                ok = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
+                return float(ok.mean()) if len(p) else float("nan")
+
+            rows.append(
+                {
+                    "folder": str(folder),
+                    "seed": seed,
+                    "rule": rule,
+                    "box_px": [x0, y0, x1, y1],
+                    "heads": round(inside(near), 3),
+                    "faces": round(inside(faces), 3),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def folders_main(folders: list[Path], seeds: int, out: Path) -> int:
+    """The `--folders` mode: rows to `out`, a table per folder and rule printed."""
+    rows = [r for f in folders for r in folder_rows(f, seeds)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    print(
+        "\n| folder | rule | draws | heads inside >= 0.85 | missed (< 0.5) | mean heads "
+        "| mean face ends | mean side px |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    keys = [(str(f), r) for f in folders for r in ("current", "local")]
+    for key in [*keys, ("all", "current"), ("all", "local")]:
+        sel = [r for r in rows if r["rule"] == key[1] and key[0] in ("all", r["folder"])]
+        hd = np.array([r["heads"] for r in sel], float)
+        fc = np.array([r["faces"] for r in sel], float)
+        side = [r["box_px"][2] - r["box_px"][0] for r in sel]  # type: ignore[index]
+        print(
+            f"| {key[0]} | {key[1]} | {len(sel)} | {int((hd >= 0.85).sum())} | "
+            f"{int((hd < 0.5).sum())} | {hd.mean():.3f} | {np.nanmean(fc):.3f} "
+            f"| {np.mean(side):.0f} |"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("picks", help="a label_efficiency.py --write-picks folder (default look)")
+    ap.add_argument("picks", nargs="?", help="a label_efficiency.py --write-picks folder")
     ap.add_argument("--max-labels", type=int, default=500)
     ap.add_argument("--cap", type=int, default=250, help="frames read per class")
     ap.add_argument("--out", default="reports/roi_stability.jsonl")
+    ap.add_argument("--folders", nargs="+", type=Path, help="rendered labelled folders instead")
+    ap.add_argument("--seeds", type=int, default=5, help="with --folders: draws per folder")
     args = ap.parse_args(argv)
+    if args.folders:
+        return folders_main(args.folders, args.seeds, Path(args.out))
+    if not args.picks:
+        ap.error("give a picks folder or --folders")
     where = Path(args.picks)
     picks = json.loads((where / "picks.json").read_text())
     sets = sorted(

@@ -16,7 +16,7 @@ from barsalign.modeling.model import AlignmentClassifier
 from barsalign.modeling.recipe import SAMPLES, auto_steps, plan_training
 from barsalign.modeling.train_config import FinetuneConfig
 from barsalign.preprocess import roi_box
-from barsalign.roi import box_from_map, propose_roi, square_box
+from barsalign.roi import box_from_map, draw_per_class, propose_roi, square_box
 from barsalign.synth import render_look_sets
 from tests.test_train import TensorData
 
@@ -188,3 +188,12 @@ def test_bad_regions_and_one_class_sets_are_one_line(tmp_path: Path, capsys) -> 
         plan_training(cfg)
     with pytest.raises(BarsalignError, match="both classes"):
         propose_roi([(p, 1) for p in (one / "aligned").iterdir()])
+
+
+def test_the_frames_a_proposal_reads_are_a_seeded_draw_of_each_class() -> None:
+    frames = [(Path(f"a{i}.jpg"), 1) for i in range(7)] + [(Path(f"n{i}.jpg"), 0) for i in range(3)]
+    first = draw_per_class(frames, 5, seed=3)
+    assert len(first[1]) == 5 and sorted(first[0]) == [Path(f"n{i}.jpg") for i in range(3)]
+    assert set(first[1]) <= {p for p, label in frames if label == 1}
+    assert draw_per_class(frames, 5, seed=3) == first
+    assert any(draw_per_class(frames, 5, seed=s)[1] != first[1] for s in range(4, 9))
