@@ -13,7 +13,8 @@ Truth is 1 where every bar is truly at the stopper. From it and the states the m
 Your own clips carry their truth in a CSV beside the clip (`frame,aligned` or `time,aligned`,
 read by `read_truth_csv`); the synthetic ones in their data set's metadata (`clip_truth`).
 `sweep` replays the `Smoother` over scores computed once, for a grid of smoothing settings, and
-`pick_setting` chooses the one an operator wants: no false green, then the quickest green.
+`pick_setting` chooses the one an operator wants: no false green, then the quickest green
+(then the fewest waits never green).
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ from barsalign.errors import BarsalignError
 from barsalign.monitor.smoother import ALIGNED, UNCERTAIN, Smoother
 
 DEFAULT_GRID = tuple(
-    (k, n, m)
+    (k, n, m, "frame")
     for k, n in ((1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 5), (5, 6), (6, 8))
     for m in (0.0, 0.5, 1.0, 1.5)
+) + tuple(
+    (k, n, m, "mean")
+    for k, n in ((2, 3), (3, 4), (3, 5), (4, 5), (5, 6), (6, 8))
+    for m in (1.0, 1.5, 2.0)
 )
-"""(k, n, margin) settings 06_export tries."""
+"""(k, n, margin, band) settings 06_export tries."""
+
+Setting = tuple[int, int, float] | tuple[int, int, float, str]
+"""(k, n, margin) with the frame band, or (k, n, margin, band)."""
 
 
 @dataclass
@@ -266,9 +274,11 @@ def truth_for_frames(path: str | Path, n_frames: int, fps: float) -> list[int]:
 # --- the smoothing sweep: score once, replay the Smoother ---------------------------------
 
 
-def replay(scores: Sequence[float], threshold: float, k: int, n: int, margin: float) -> list[str]:
-    """The states a fresh `Smoother(threshold, k, n, margin)` shows for these scores."""
-    smoother = Smoother(threshold, k, n, margin)
+def replay(
+    scores: Sequence[float], threshold: float, k: int, n: int, margin: float, band: str = "frame"
+) -> list[str]:
+    """The states a fresh `Smoother(threshold, k, n, margin, band)` shows for these scores."""
+    smoother = Smoother(threshold, k, n, margin, band)
     return [smoother.update(s) for s in scores]
 
 
@@ -302,30 +312,37 @@ class ScoredClip:
 def sweep(
     clips: Sequence[ScoredClip],
     threshold: float,
-    grid: Iterable[tuple[int, int, float]] = DEFAULT_GRID,
+    grid: Iterable[Setting] = DEFAULT_GRID,
 ) -> list[dict[str, Any]]:
-    """One row of operator metrics per (k, n, margin), pooled over the clips."""
+    """One row of operator metrics per (k, n, margin, band), pooled over the clips."""
     rows = []
-    for k, n, margin in grid:
+    for k, n, margin, *rest in grid:
+        band = rest[0] if rest else "frame"
         events = [
-            clip_events(c.truth, replay(c.scores, threshold, k, n, margin), c.times, c.frame_s)
+            clip_events(
+                c.truth, replay(c.scores, threshold, k, n, margin, band), c.times, c.frame_s
+            )
             for c in clips
         ]
-        rows.append({"k": k, "n": n, "margin": margin, **summarize(events)})
+        rows.append({"k": k, "n": n, "margin": margin, "band": band, **summarize(events)})
     return rows
 
 
 def pick_setting(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The row with no false-green event and the lowest median time to green (tie: the least
-    flicker); None when every setting showed green while the bars were not aligned (or the
-    clips hold no aligned episode)."""
+    """The row with no false-green event and the lowest median time to green (tie: the fewest
+    episodes never green, then the least flicker); None when every setting showed green while
+    the bars were not aligned (or the clips hold no aligned episode)."""
     safe = [r for r in rows if r["false_green_events"] == 0 and r["episodes"] > 0]
     if not safe:
         return None
 
-    def key(r: dict[str, Any]) -> tuple[float, float]:
+    def key(r: dict[str, Any]) -> tuple[float, int, float]:
         med = r["time_to_green_median_s"]
-        return (math.inf if math.isnan(med) else med, r["flicker_per_min"])
+        return (
+            math.inf if math.isnan(med) else med,
+            r["episodes_never_green"],
+            r["flicker_per_min"],
+        )
 
     return min(safe, key=key)
 
