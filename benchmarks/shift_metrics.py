@@ -46,22 +46,16 @@ def cached(model: Path, clip: Path, store: Path) -> tuple[ScoredClip, float]:
     return clip_scores, float(rows[0]["threshold"])
 
 
-def setting(row: dict) -> tuple:
-    """A sweep row's (k, n, margin, band)."""
-    return row["k"], row["n"], row["margin"], row["band"]
-
-
 def table(rows: list[dict]) -> str:
     def sec(x: float) -> str:
         return "never" if math.isinf(x) else "-" if math.isnan(x) else f"{x:.2f}"
 
-    head = f"{'k':>2} {'n':>2} {'margin':>6} {'band':>5} {'episodes':>8} {'never':>5} "
-    head += f"{'ttg med s':>9} "
+    head = f"{'k':>2} {'n':>2} {'margin':>6} {'episodes':>8} {'never':>5} {'ttg med s':>9} "
     head += f"{'ttg p95 s':>9} {'false green':>11} {'per hour':>8} {'flicker/min':>11} {'amber':>6}"
     lines = [head]
     for r in rows:
         lines.append(
-            f"{r['k']:>2} {r['n']:>2} {r['margin']:>6.1f} {r['band']:>5} {r['episodes']:>8} "
+            f"{r['k']:>2} {r['n']:>2} {r['margin']:>6.1f} {r['episodes']:>8} "
             f"{r['episodes_never_green']:>5} {sec(r['time_to_green_median_s']):>9} "
             f"{sec(r['time_to_green_p95_s']):>9} {r['false_green_events']:>11} "
             f"{r['false_green_per_hour']:>8.2f} {r['flicker_per_min']:>11.2f} "
@@ -95,15 +89,15 @@ def main() -> None:
     best = pick_setting(rows)
     shift, _ = cached(args.model, args.shift / SHIFT_CLIP, store)
     minutes = (shift.times[-1] + shift.frame_s) / 60
-    on_shift = {setting(r): r for r in sweep([shift], threshold, DEFAULT_GRID)}
+    on_shift = {(r["k"], r["n"], r["margin"]): r for r in sweep([shift], threshold, DEFAULT_GRID)}
     print(f"\nshift: {len(shift.scores)} frames, {minutes:.1f} min, from {args.shift}")
     print(table(list(on_shift.values())))
-    picked = [] if best is None else [on_shift[setting(best)]]
+    picked = [] if best is None else [on_shift[(best["k"], best["n"], best["margin"])]]
     print("\npicked on the tuning video" + ("" if best else ": none without a false green"))
     if picked:
         print(table(picked))
     print("default 3 of 4, margin 0.5")
-    print(table([on_shift[(3, 4, 0.5, "frame")]]))
+    print(table([on_shift[(3, 4, 0.5)]]))
 
 
 if __name__ == "__main__":

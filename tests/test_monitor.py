@@ -65,18 +65,6 @@ def test_scores_near_the_threshold_are_amber() -> None:
     assert states(s, [0.96, 0.975, 0.99, 0.9]) == [U, U, A, N]
 
 
-def test_the_mean_band_needs_the_window_clear_of_the_band() -> None:
-    s = Smoother(0.5, k=1, n=3, margin=1.0, band="mean")
-    # logits +2.2, -2.2, +2.2: each frame clear of the band, the means (0, then 0.73) are not
-    assert states(s, [0.9, 0.1, 0.9]) == [A, U, U]
-    s = Smoother(0.5, k=1, n=3, margin=1.0, band="mean")
-    # the mean on the other side of the threshold than the current frame: amber
-    assert states(s, [0.02, 0.02, 0.9]) == [N, N, U]
-    assert states(s, [0.9, 0.9]) == [U, A]  # mean of +2.2, +2.2, -3.9 is 0.17, then 2.2
-    with pytest.raises(BarsalignError, match="band must be one of frame, mean"):
-        Smoother(0.5, band="window")
-
-
 def test_reset_forgets_the_past() -> None:
     s = Smoother(0.5, k=2, n=2, margin=0.0)
     assert states(s, [0.9, 0.9]) == [U, A]
@@ -310,7 +298,7 @@ def test_monitor_truth_prints_the_operator_metrics_and_writes_them(
     assert cli.main([*argv, "--truth", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "time to green: median" in printed and "false-green events" in printed
-    assert "smoothing: 3 of 4, margin 0.5 logits, frame band (default)" in printed
+    assert "smoothing: 3 of 4, margin 0.5 logits (default)" in printed
     summary = json.loads(out.read_text())
     op = summary["operator"]
     truth = clip_truth(clip)
@@ -344,10 +332,8 @@ def test_the_monitor_takes_the_smoothing_on_the_card(
     shutil.copy(inference.card_path(onnx_model), inference.card_path(model))
     export.write_smoothing(model, {"k": 1, "n": 2, "margin": 0.0, "chosen_on": "test"})
     result = run_monitor(MonitorConfig(str(model), str(clip), max_frames=3))
-    expected = {"k": 1, "n": 2, "margin": 0.0, "band": "frame", "source": "model card"}
-    assert result.smoothing == expected
-    cfg = MonitorConfig(str(model), str(clip), max_frames=3, k=2, n=2, margin=1, band="mean")
-    result = run_monitor(cfg)
+    assert result.smoothing == {"k": 1, "n": 2, "margin": 0.0, "source": "model card"}
+    result = run_monitor(MonitorConfig(str(model), str(clip), max_frames=3, k=2, n=2, margin=1))
     assert result.smoothing["source"] == "command line" and result.smoothing["k"] == 2
     with pytest.raises(BarsalignError, match="smoothing"):
         export.write_smoothing(model, {"k": 3, "n": 2, "margin": 0.0})

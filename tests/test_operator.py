@@ -184,22 +184,6 @@ def test_replay_is_the_smoother() -> None:
     assert replay([0.9, 0.9, 0.9, 0.1], 0.5, 2, 3, 0.0) == [A, G, G, A]
 
 
-def test_the_mean_band_keeps_a_swinging_score_off_green() -> None:
-    # a short bar the model is unsure of: scores swing across 0.5 while the bars wait, then the
-    # bars are truly aligned and the model is sure
-    swing = [0.8, 0.3, 0.85, 0.75, 0.2, 0.9, 0.3, 0.8, 0.4]
-    truth = [0] * len(swing) + [1] * 6
-    clip = ScoredClip("c", swing + [0.97] * 6, truth, [i / 5 for i in range(len(truth))], 0.2)
-    by = {
-        (r["k"], r["n"], r["margin"], r["band"]): r
-        for r in sweep([clip], 0.5, [(2, 4, 1.0), (2, 4, 1.0, "mean")])
-    }
-    assert by[(2, 4, 1.0, "frame")]["false_green_events"] > 0  # 2 of 4 confident frames
-    assert by[(2, 4, 1.0, "mean")]["false_green_events"] == 0  # the mean stays in the band
-    assert by[(2, 4, 1.0, "mean")]["episodes_never_green"] == 0
-    assert by[(2, 4, 1.0, "mean")]["time_to_green_median_s"] == pytest.approx(0.2)
-
-
 def test_a_tie_in_time_to_green_goes_to_fewer_waits_never_green() -> None:
     row = {"false_green_events": 0, "episodes": 5, "time_to_green_median_s": 0.4}
     rows = [
@@ -218,14 +202,8 @@ def test_no_safe_setting_is_none() -> None:
 def test_smoothing_comes_from_the_card_unless_given() -> None:
     assert resolve_smoothing({}) == {**DEFAULT_SMOOTHING, "source": "default"}
     card = {"smoothing": {"k": 2, "n": 3, "margin": 1.0}}
-    # a card written before the band existed has the frame band
-    expected = {"k": 2, "n": 3, "margin": 1.0, "band": "frame", "source": "model card"}
-    assert resolve_smoothing(card) == expected
-    assert resolve_smoothing(card, 4, 5, 0.0, "mean")["source"] == "command line"
-    assert resolve_smoothing(card, 4, 5, 0.0)["source"] == "model card + given"
+    assert resolve_smoothing(card) == {"k": 2, "n": 3, "margin": 1.0, "source": "model card"}
+    assert resolve_smoothing(card, 4, 5, 0.0)["source"] == "command line"
     assert resolve_smoothing(card, k=3)["k"] == 3
-    assert resolve_smoothing({"smoothing": {**card["smoothing"], "band": "mean"}})["band"] == "mean"
     with pytest.raises(BarsalignError, match="smoothing"):
         resolve_smoothing({"smoothing": {"k": 5, "n": 3, "margin": 0.5}})
-    with pytest.raises(BarsalignError, match="band of frame, mean"):
-        resolve_smoothing({"smoothing": {"k": 2, "n": 3, "margin": 0.5, "band": "median"}})

@@ -448,16 +448,9 @@ def test_the_screen_takes_the_smoothing_on_the_card(
     card = Scorer(
         ServeConfig(model=str(model), source=str(clip)), load_predictor(model), FrameHub()
     )
-    assert card.smoothing == {
-        "k": 2,
-        "n": 5,
-        "margin": 1.0,
-        "band": "frame",
-        "source": "model card",
-    }
+    assert card.smoothing == {"k": 2, "n": 5, "margin": 1.0, "source": "model card"}
     assert (card.smoother.k, card.smoother.n, card.smoother.margin) == (2, 5, 1.0)
-    assert card.smoother.band == "frame"
-    given = ServeConfig(model=str(model), source=str(clip), k=1, n=1, margin=0.0, band="mean")
+    given = ServeConfig(model=str(model), source=str(clip), k=1, n=1, margin=0.0)
     assert Scorer(given, load_predictor(model), FrameHub()).smoothing["source"] == "command line"
     plain = Scorer(
         ServeConfig(model=str(onnx_model), source=str(clip)), load_predictor(onnx_model), FrameHub()

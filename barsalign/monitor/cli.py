@@ -14,7 +14,6 @@ from barsalign.monitor.operator import (
     records_metrics,
     video_frames,
 )
-from barsalign.monitor.smoother import BANDS
 from barsalign.monitor.stats import format_stats
 from barsalign.monitor.stream import MonitorConfig, run_monitor
 from barsalign.outputs import atomic_write_text, check_output_file
@@ -55,12 +54,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="window of the k-of-n smoothing (card's, else 4)")
     p.add_argument("--margin", type=float, help="uncertain band, logits (card's, else 0.5)")
     p.add_argument(
-        "--band",
-        choices=BANDS,
-        help="what the margin is laid on: each frame's score, or the mean of the last n "
-        "(default: the card's, else frame)",
-    )
-    p.add_argument(
         "--truth",
         nargs="?",
         const="auto",
@@ -85,7 +78,6 @@ def _cli(args: argparse.Namespace) -> int:
         k=args.k,
         n=args.n,
         margin=args.margin,
-        band=args.band,
         reconnects=args.reconnects,
         max_frames=args.max_frames,
         threads=args.threads,
@@ -99,10 +91,7 @@ def _cli(args: argparse.Namespace) -> int:
     result = run_monitor(cfg)
     print(format_stats(result.stats))
     sm = result.smoothing
-    print(
-        f"smoothing: {sm['k']} of {sm['n']}, margin {sm['margin']:g} logits, {sm['band']} band "
-        f"({sm['source']})"
-    )
+    print(f"smoothing: {sm['k']} of {sm['n']}, margin {sm['margin']:g} logits ({sm['source']})")
     summary = {**result.stats.summary(), "threshold": result.threshold, "smoothing": sm}
     if args.truth is not None:
         given = None if args.truth == "auto" else args.truth

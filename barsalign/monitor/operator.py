@@ -32,18 +32,11 @@ from barsalign.errors import BarsalignError
 from barsalign.monitor.smoother import ALIGNED, UNCERTAIN, Smoother
 
 DEFAULT_GRID = tuple(
-    (k, n, m, "frame")
+    (k, n, m)
     for k, n in ((1, 1), (2, 2), (2, 3), (3, 4), (3, 5), (4, 5), (5, 6), (6, 8))
     for m in (0.0, 0.5, 1.0, 1.5)
-) + tuple(
-    (k, n, m, "mean")
-    for k, n in ((2, 3), (3, 4), (3, 5), (4, 5), (5, 6), (6, 8))
-    for m in (1.0, 1.5, 2.0)
 )
-"""(k, n, margin, band) settings 06_export tries."""
-
-Setting = tuple[int, int, float] | tuple[int, int, float, str]
-"""(k, n, margin) with the frame band, or (k, n, margin, band)."""
+"""(k, n, margin) settings 06_export tries."""
 
 
 @dataclass
@@ -274,11 +267,9 @@ def truth_for_frames(path: str | Path, n_frames: int, fps: float) -> list[int]:
 # --- the smoothing sweep: score once, replay the Smoother ---------------------------------
 
 
-def replay(
-    scores: Sequence[float], threshold: float, k: int, n: int, margin: float, band: str = "frame"
-) -> list[str]:
-    """The states a fresh `Smoother(threshold, k, n, margin, band)` shows for these scores."""
-    smoother = Smoother(threshold, k, n, margin, band)
+def replay(scores: Sequence[float], threshold: float, k: int, n: int, margin: float) -> list[str]:
+    """The states a fresh `Smoother(threshold, k, n, margin)` shows for these scores."""
+    smoother = Smoother(threshold, k, n, margin)
     return [smoother.update(s) for s in scores]
 
 
@@ -312,19 +303,16 @@ class ScoredClip:
 def sweep(
     clips: Sequence[ScoredClip],
     threshold: float,
-    grid: Iterable[Setting] = DEFAULT_GRID,
+    grid: Iterable[tuple[int, int, float]] = DEFAULT_GRID,
 ) -> list[dict[str, Any]]:
-    """One row of operator metrics per (k, n, margin, band), pooled over the clips."""
+    """One row of operator metrics per (k, n, margin), pooled over the clips."""
     rows = []
-    for k, n, margin, *rest in grid:
-        band = rest[0] if rest else "frame"
+    for k, n, margin in grid:
         events = [
-            clip_events(
-                c.truth, replay(c.scores, threshold, k, n, margin, band), c.times, c.frame_s
-            )
+            clip_events(c.truth, replay(c.scores, threshold, k, n, margin), c.times, c.frame_s)
             for c in clips
         ]
-        rows.append({"k": k, "n": n, "margin": margin, "band": band, **summarize(events)})
+        rows.append({"k": k, "n": n, "margin": margin, **summarize(events)})
     return rows
 
 

@@ -52,7 +52,6 @@ class ServeConfig:
     k: int | None = None  # None: the card's smoothing (06_export's sweep), else 3 of 4
     n: int | None = None
     margin: float | None = None
-    band: str | None = None  # "frame" or "mean" (see `Smoother`); None as k
     threads: int | None = None
     history_s: float = 300.0  # the decision strip's length
     no_signal_s: float = 1.0  # no new frame this long: "no signal"
@@ -134,9 +133,9 @@ class Scorer:
         self.cfg, self.model, self.hub = cfg, model, hub
         self.kind, self.value = parse_source(cfg.source)
         self.threshold = cfg.threshold if cfg.threshold is not None else model.decision_threshold
-        self.smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin, cfg.band)
+        self.smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin)
         sm = self.smoothing
-        self.smoother = Smoother(self.threshold, sm["k"], sm["n"], sm["margin"], sm["band"])
+        self.smoother = Smoother(self.threshold, sm["k"], sm["n"], sm["margin"])
         self.stats = MonitorStats(source=str(cfg.source), live=True)
         self.overlay = Overlay()
         self._lock = threading.Lock()

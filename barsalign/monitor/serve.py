@@ -22,7 +22,6 @@ from typing import Any
 from barsalign.errors import BarsalignError
 from barsalign.inference import load_predictor
 from barsalign.monitor.scorer import NO_SIGNAL, FrameHub, Scorer, ServeConfig
-from barsalign.monitor.smoother import BANDS
 from barsalign.monitor.source import open_capture, parse_source
 
 TOKEN_COOKIE = "barsalign_token"
@@ -233,12 +232,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=int, help="window of the k-of-n smoothing (default: the card's)")
     p.add_argument("--margin", type=float, help="uncertain band, logits (default: the card's)")
-    p.add_argument(
-        "--band",
-        choices=BANDS,
-        help="what the margin is laid on: each frame's score, or the mean of the last n "
-        "(default: the card's)",
-    )
     p.add_argument("--history-min", type=float, default=5.0, help="minutes the strip shows")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.set_defaults(func=_cli)
@@ -259,7 +252,6 @@ def _cli(args: argparse.Namespace) -> int:
         k=args.k,
         n=args.n,
         margin=args.margin,
-        band=args.band,
         threads=args.threads,
         history_s=60.0 * args.history_min,
     )

@@ -10,10 +10,7 @@ from barsalign.errors import BarsalignError
 
 ALIGNED, NOT_ALIGNED, UNCERTAIN = "aligned", "not_aligned", "uncertain"
 
-BANDS = ("frame", "mean")
-"""What the amber band is laid on: each frame's own score, or the mean over the last n frames."""
-
-DEFAULT_SMOOTHING = {"k": 3, "n": 4, "margin": 0.5, "band": "frame"}
+DEFAULT_SMOOTHING = {"k": 3, "n": 4, "margin": 0.5}
 """k of n and the amber band when neither the user nor the model card chooses."""
 
 
@@ -29,25 +26,18 @@ class Smoother:
         threshold: P(aligned) at or above which one frame counts as aligned.
         margin: half-width of the uncertain band in logits (log-odds), so it means the same at
             a threshold of 0.5 and of 0.97; 0 disables the band.
-        band: "frame" lays the band on the current frame's score; "mean" on the mean logit of
-            the last `n` frames, which must also lie on the current frame's side, so a score
-            that swings across the threshold stays amber however many frames land on one side.
     """
 
-    def __init__(
-        self, threshold: float, k: int = 3, n: int = 4, margin: float = 0.5, band: str = "frame"
-    ) -> None:
+    def __init__(self, threshold: float, k: int = 3, n: int = 4, margin: float = 0.5) -> None:
         if not 0.0 < threshold < 1.0:
             raise BarsalignError(f"threshold must lie in (0, 1), not {threshold}")
         if not 1 <= k <= n:
             raise BarsalignError(f"smoothing needs 1 <= k <= n, not k={k}, n={n}")
         if margin < 0:
             raise BarsalignError(f"margin must be >= 0, not {margin}")
-        if band not in BANDS:
-            raise BarsalignError(f"band must be one of {', '.join(BANDS)}, not {band!r}")
-        self.threshold, self.k, self.n, self.margin, self.band = threshold, k, n, margin, band
+        self.threshold, self.k, self.n, self.margin = threshold, k, n, margin
         self._cut = math.log(threshold / (1.0 - threshold))
-        self.history: collections.deque[float] = collections.deque(maxlen=n)  # logits - cut
+        self.history: collections.deque[bool] = collections.deque(maxlen=n)
 
     def reset(self) -> None:
         """Forget the past (after a reconnect: the scene may have changed)."""
@@ -56,53 +46,37 @@ class Smoother:
     def update(self, score: float) -> str:
         """The state to show for this frame, given its P(aligned)."""
         s = min(max(float(score), 1e-7), 1.0 - 1e-7)
-        off = math.log(s / (1.0 - s)) - self._cut  # logits past the threshold
-        aligned = off >= 0
-        self.history.append(off)
-        if self.band == "mean":
-            off = sum(self.history) / len(self.history)
-            if (off >= 0) != aligned:
-                return UNCERTAIN
-        if abs(off) < self.margin:
+        logit = math.log(s / (1.0 - s))
+        aligned = logit >= self._cut
+        self.history.append(aligned)
+        if abs(logit - self._cut) < self.margin:
             return UNCERTAIN
-        votes = sum((h >= 0) == aligned for h in self.history)
+        votes = sum(self.history) if aligned else len(self.history) - sum(self.history)
         if votes >= self.k:
             return ALIGNED if aligned else NOT_ALIGNED
         return UNCERTAIN
 
 
 def resolve_smoothing(
-    card: dict[str, Any],
-    k: int | None = None,
-    n: int | None = None,
-    margin: float | None = None,
-    band: str | None = None,
+    card: dict[str, Any], k: int | None = None, n: int | None = None, margin: float | None = None
 ) -> dict[str, Any]:
-    """k, n, margin and band to run with: those given, else the model card's `smoothing` (chosen
-    by 06_export's sweep; a card without a band has the frame band), else `DEFAULT_SMOOTHING`;
-    `source` says where they came from."""
+    """k, n and margin to run with: those given, else the model card's `smoothing` (chosen by
+    06_export's sweep), else `DEFAULT_SMOOTHING`; `source` says where they came from."""
     stored = card.get("smoothing")
     base, source = dict(DEFAULT_SMOOTHING), "default"
     if stored is not None:
         ok = isinstance(stored, dict) and all(
             isinstance(stored.get(f), int | float) and not isinstance(stored.get(f), bool)
-            for f in ("k", "n", "margin")
+            for f in DEFAULT_SMOOTHING
         )
-        ok = ok and stored.get("band", "frame") in BANDS
         if not ok or not 1 <= stored["k"] <= stored["n"] or stored["margin"] < 0:
             raise BarsalignError(
                 f"model card of {card.get('model_file', 'the model')}: smoothing {stored!r} needs "
-                f"integers 1 <= k <= n, a margin >= 0 and a band of {', '.join(BANDS)}; "
-                "export the model again"
+                "integers 1 <= k <= n and a margin >= 0; export the model again"
             )
-        base = {
-            "k": int(stored["k"]),
-            "n": int(stored["n"]),
-            "margin": float(stored["margin"]),
-            "band": str(stored.get("band", "frame")),
-        }
+        base = {"k": int(stored["k"]), "n": int(stored["n"]), "margin": float(stored["margin"])}
         source = "model card"
-    given = {"k": k, "n": n, "margin": margin, "band": band}
+    given = {"k": k, "n": n, "margin": margin}
     if any(v is not None for v in given.values()):
         source = (
             "command line" if all(v is not None for v in given.values()) else source + " + given"

@@ -101,7 +101,6 @@ class MonitorConfig:
     k: int | None = None  # None: the card's smoothing (06_export's sweep), else 3 of 4
     n: int | None = None
     margin: float | None = None  # logits; None as k
-    band: str | None = None  # "frame" or "mean" (see `Smoother`); None as k
     reconnects: int = 3
     retry_s: float = 1.0
     timeout_ms: int = 5000
@@ -137,7 +136,7 @@ class MonitorResult:
     out: Path | None = None
     card: dict[str, Any] = field(default_factory=dict)
     snapshots: list[np.ndarray] = field(default_factory=list)
-    smoothing: dict[str, Any] = field(default_factory=dict)  # k, n, margin, band, source
+    smoothing: dict[str, Any] = field(default_factory=dict)  # k, n, margin, source
     threshold: float = 0.5
 
 
@@ -156,10 +155,8 @@ def run_monitor(cfg: MonitorConfig, keep_every: int = 0) -> MonitorResult:
         check_output_file(cfg.out, inputs, "--out")
     model = load_predictor(cfg.model, threads=cfg.threads)
     threshold = cfg.threshold if cfg.threshold is not None else model.decision_threshold
-    smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin, cfg.band)
-    smoother = Smoother(
-        threshold, smoothing["k"], smoothing["n"], smoothing["margin"], smoothing["band"]
-    )
+    smoothing = resolve_smoothing(model.card, cfg.k, cfg.n, cfg.margin)
+    smoother = Smoother(threshold, smoothing["k"], smoothing["n"], smoothing["margin"])
     stats = MonitorStats(source=str(cfg.source), live=bool(cfg.live))
     reader = _Reader(
         str(cfg.source),
