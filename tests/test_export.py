@@ -236,10 +236,15 @@ def test_cli_export_and_a_missing_checkpoint(
 def test_06_export_notebook_exports_and_monitors_a_clip(
     exported: dict, synth_small: Path, run_notebook, tmp_path: Path
 ) -> None:
+    from barsalign.synth.shift import ShiftConfig, render_shift
+
     clip = next((synth_small / "clips").glob("*.mp4"))
+    small = ShiftConfig(minutes=0.4, width=192, height=144, idle_s=(2, 4), hold_s=(2, 4))
+    shift = render_shift(tmp_path / "shift", small, workers=1)
+    run = tmp_path / "run"
     out = run_notebook(
         "06_export",
-        tmp_path,
+        run,
         checkpoint=exported["checkpoint"],
         parity_data_dir=str(synth_small),
         eval_data_dir=str(synth_small / "example_set"),
@@ -247,14 +252,21 @@ def test_06_export_notebook_exports_and_monitors_a_clip(
         latency_repeats=3,
         clip=str(clip),
         strip_frames=4,
+        shift_dir=str(shift),
     )
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    # the shift's operator numbers: the card's smoothing (if one was chosen) and the default
+    table = (run / "shift_metrics.csv").read_text().splitlines()
+    assert table[0].startswith("setting,k,n,margin,") and len(table) in (2, 3)
+    assert table[-1].startswith("default,3,4,0.5,")
+    assert summary["shift_video_s"] == pytest.approx(0.4 * 60)
+    assert summary["shift_false_green_per_hour"] >= 0
     assert summary["onnx_max_logit_diff"] <= 1e-4 and summary["monitor_fps"] > 0
     for name in ("model.onnx.card.json", "model.torchscript.pt.card.json", "latency.csv"):
-        assert (tmp_path / name).is_file(), name
-    assert (tmp_path / "annotated.mp4").stat().st_size > 0
-    plant = json.loads((tmp_path / "plant_summary.json").read_text())
+        assert (run / name).is_file(), name
+    assert (run / "annotated.mp4").stat().st_size > 0
+    plant = json.loads((run / "plant_summary.json").read_text())
     assert plant["held_out_frames"] == len(list((synth_small / "example_set").glob("*/*.jpg")))
-    assert all((tmp_path / e["file"]).is_file() for e in plant["errors"])
+    assert all((run / e["file"]).is_file() for e in plant["errors"])
     text = out.read_text()
     assert "data:video/mp4;base64," in text, "the annotated video is embedded in the report"

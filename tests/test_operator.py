@@ -194,6 +194,13 @@ def test_a_tie_in_time_to_green_goes_to_fewer_waits_never_green() -> None:
     assert pick_setting(rows)["k"] == 2
 
 
+def test_a_folder_without_a_shift_video_is_one_line(tmp_path: Path) -> None:
+    from barsalign.monitor.operator import score_shift
+
+    with pytest.raises(BarsalignError, match=r"no clips/shift.mp4 \(render one with"):
+        score_shift(tmp_path / "model.onnx", tmp_path)
+
+
 def test_no_safe_setting_is_none() -> None:
     clip = ScoredClip("c", [0.9, 0.9, 0.9], [0, 0, 0], [0.0, 0.1, 0.2], 0.1)
     assert pick_setting(sweep([clip], 0.5, [(1, 1, 0.0), (2, 2, 0.0)])) is None

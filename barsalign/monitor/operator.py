@@ -335,6 +335,20 @@ def pick_setting(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return min(safe, key=key)
 
 
+def score_shift(model: str | Path, shift_dir: str | Path) -> tuple[ScoredClip, float]:
+    """Score a `barsalign synth --shift` folder's video once, with its per-frame truth."""
+    from barsalign.synth.shift import SHIFT_CLIP
+
+    video = Path(shift_dir) / SHIFT_CLIP
+    if not video.is_file():
+        raise BarsalignError(
+            f"shift folder {shift_dir}: no {SHIFT_CLIP} (render one with `barsalign synth "
+            f"--shift --out {shift_dir}`)"
+        )
+    (scored,), threshold = score_clips(model, [video])
+    return scored, threshold
+
+
 def clip_truth_for(
     source: str | Path, truth: str | Path | None, n_frames: int, fps: float
 ) -> list[int]:
