@@ -31,6 +31,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from barsalign.data.labels import load_labels
+from barsalign.preprocess import decode_image, roi_box
+from barsalign.roi import (
+    KEEP,
+    MARGIN,
+    MIN_SIDE,
+    PROBE_WIDTH,
+    _feature_maps,
+    _probe_map,
+    box_from_map,
+    draw_per_class,
+)
+
 RULES = ("current", "all_single", "sub_bagged", "all_bagged", "medoid5")
 
 
@@ -78,17 +91,6 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
     """The four rules' boxes for one label set."""
-    from barsalign.data.labels import load_labels
-    from barsalign.preprocess import decode_image
-    from barsalign.roi import (
-        KEEP,
-        MARGIN,
-        MIN_SIDE,
-        PROBE_WIDTH,
-        _feature_maps,
-        _probe_map,
-        box_from_map,
-    )
 
     items = load_labels(csv)
     rng = np.random.default_rng(seed)
@@ -185,18 +187,6 @@ def truth_points(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def folder_rows(folder: Path, seeds: int) -> list[dict[str, object]]:
     """`current` and `local` boxes for `seeds` draws of propose_roi's frames of one folder."""
-    from barsalign.data.labels import load_labels
-    from barsalign.preprocess import decode_image, roi_box
-    from barsalign.roi import (
-        KEEP,
-        MARGIN,
-        MIN_SIDE,
-        PROBE_WIDTH,
-        _feature_maps,
-        _probe_map,
-        box_from_map,
-        draw_per_class,
-    )
 
     items = load_labels(folder)
     where = {Path(it.path): i for i, it in enumerate(items)}
