@@ -6,13 +6,16 @@ known stopper box, so the region is found from the labels.
 
 Raw pixels do not find it: the classes differ everywhere (empty tables, rolling bars, light),
 and most of all at the bed's edges. So `propose_roi` asks pretrained features instead: every
-frame goes once through the frozen ImageNet backbone at a coarse size, a linear probe learns
-aligned / not aligned from the pooled features, and its class-activation map (the probe's
-weights applied at every cell, Zhou et al. 2016) says which cells carry the decision. The cells
-where the map separates the two classes best form the core; the region is the box around them,
-grown by a small margin for camera shifts and squared in pixels (centred on the best cell where
-the core is larger than a square the frame holds). Weak evidence gives the whole frame and says
-so.
+frame goes once through the frozen ImageNet backbone at a coarse size, and each cell of its
+last feature map is scored by how well that cell's features alone tell aligned from not
+aligned: a logistic regression per cell, its out-of-fold AUROC the cell's score (rule "local",
+the default). Rule "probe" scores the cells by one linear probe on the pooled features instead,
+through its class-activation map (the probe's weights applied at every cell, Zhou et al. 2016):
+it gives tighter squares where it holds, but boxes the far side of the frame more often on
+cameras unlike the default (docs/experiments.md, 2026-12-01). The cells scoring best form the
+core; the region is the box around them, grown by a small margin for camera shifts and squared
+in pixels (centred on the best cell where the core is larger than a square the frame holds).
+Weak evidence gives the whole frame and says so.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ MIN_EVIDENCE = 3.0  # the best cell's |t| below this: the labels point nowhere i
 KEEP = 0.8  # cells scoring at least this share of the best one form the region's core
 MARGIN = 0.03  # added around the core for camera shifts, as a share of the frame's longer side
 MIN_SIDE = 0.5  # the region's least side, as a share of the frame's shorter side
+RULES = ("local", "probe")  # how a cell's evidence is scored (module doc); the first is the default
+LOCAL_DIMS = 32  # rule "local": each cell's features are reduced to this many by PCA
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class RoiProposal:
     Args:
         roi: (x0, y0, x1, y1) as frame fractions, or None for the whole frame.
         score_map: per-cell class separation of the probe's activation map (|t|).
-        evidence: the best cell's score; below `MIN_EVIDENCE` the proposal is the whole frame.
+        evidence: the best cell's score; below `MIN_EVIDENCE` the proposal is the whole frame
+            (rule "probe": |t|; rule "local": (AUROC - 0.5) x 20, so 3 is an AUROC of 0.65).
         frame_size: (width, height) of the frames the map was computed on.
         n_frames: {"aligned": n, "not_aligned": n} frames used.
         reason: one line saying what was chosen and why.
@@ -147,6 +153,33 @@ def _probe_map(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return _welch_t(cam[labels == 1], cam[labels == 0])
 
 
+def local_map(maps: np.ndarray, labels: np.ndarray, dims: int = LOCAL_DIMS) -> np.ndarray:
+    """Per cell, how well that cell's features alone tell the classes apart: the 5-fold
+    out-of-fold AUROC of a logistic regression on them (PCA to `dims`), above chance, x 20."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    n, c, h, w = maps.shape
+    cells = maps.transpose(0, 2, 3, 1).reshape(-1, c)
+    dims = min(dims, c, len(cells))
+    fit = np.random.default_rng(0).choice(len(cells), min(len(cells), 20000), replace=False)
+    z = PCA(dims, random_state=0).fit(cells[fit]).transform(cells).reshape(n, h, w, dims)
+    z = z / (z.reshape(-1, dims).std(axis=0) + 1e-6)
+    folds = min(5, int(np.bincount(labels, minlength=2).min()))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(z[:, 0, 0], labels))
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            pred = np.zeros(n)
+            for tr, te in splits:
+                probe = LogisticRegression(C=0.1, max_iter=2000).fit(z[tr, i, j], labels[tr])
+                pred[te] = probe.decision_function(z[te, i, j])
+            out[i, j] = roc_auc_score(labels, pred)
+    return np.clip(out - 0.5, 0, None) * 20
+
+
 def draw_per_class(
     frames: Sequence[tuple[Path, int]], max_per_class: int, seed: int
 ) -> dict[int, list[Path]]:
@@ -175,6 +208,7 @@ def propose_roi(
     min_side: float = MIN_SIDE,
     backbone: str = "tf_efficientnet_lite0",
     seed: int = 0,
+    rule: str = "local",
 ) -> RoiProposal:
     """Propose the stopper region from labelled frames (aligned = 1).
 
@@ -183,7 +217,11 @@ def propose_roi(
         keep: cells scoring at least `keep` times the best one form the region's core.
         margin: added around the core on every side, as a fraction of the frame's longer side.
         min_side: the region's least side, as a fraction of the frame's shorter side.
+        rule: how a cell is scored: "local" (a probe per cell) or "probe" (one probe's
+            activation map); see the module doc.
     """
+    if rule not in RULES:
+        raise BarsalignError(f"roi rule must be one of {', '.join(RULES)}, not {rule!r}")
     by_class = draw_per_class(frames, max_per_class, seed)
     # 1. the frames at their most common size (others are resized to it)
     paths = by_class[1] + by_class[0]
@@ -191,23 +229,24 @@ def propose_roi(
     images = [decode_image(p.read_bytes(), str(p)) for p in paths]
     (w, h), _ = Counter((im.shape[1], im.shape[0]) for im in images).most_common(1)[0]
     size = (PROBE_WIDTH, max(64, round(PROBE_WIDTH * h / w / 32) * 32))
-    # 2. which cells carry the decision, by the probe's activation map, smoothed a little
-    score = _probe_map(_feature_maps(images, size, backbone), labels).astype(np.float32)
+    # 2. which cells carry the decision, by the rule's map, smoothed a little
+    score_of = _probe_map if rule == "probe" else local_map
+    score = score_of(_feature_maps(images, size, backbone), labels).astype(np.float32)
     score = cv2.GaussianBlur(score, (0, 0), 0.7)
     n = {"aligned": len(by_class[1]), "not_aligned": len(by_class[0])}
     best = float(score.max())
     if best < MIN_EVIDENCE:
         reason = (
             f"whole frame: no part of the frame separates aligned from not-aligned frames "
-            f"(best cell |t| {best:.1f} < {MIN_EVIDENCE}); pass --roi to choose one"
+            f"(best cell {best:.1f} < {MIN_EVIDENCE}, rule {rule}); pass --roi to choose one"
         )
         return RoiProposal(None, score, best, (w, h), n, reason)
     # 3. the box around the best cells, grown by the margin and squared
     roi = box_from_map(score, (w, h), keep=keep, margin=margin, min_side=min_side)
     px = roi_box((h, w), roi)
     reason = (
-        f"where aligned and not-aligned frames differ most for a pretrained probe (best cell "
-        f"|t| {best:.1f}, {n['aligned']} + {n['not_aligned']} frames): "
+        f"where aligned and not-aligned frames differ most for pretrained features (rule "
+        f"{rule}, best cell {best:.1f}, {n['aligned']} + {n['not_aligned']} frames): "
         f"{px[2] - px[0]}x{px[3] - px[1]} px at ({px[0]}, {px[1]}) of {w}x{h}"
     )
     return RoiProposal(roi, score, best, (w, h), n, reason)
@@ -248,6 +287,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="roi.png", help="the picture (PNG; default roi.png)")
     p.add_argument("--samples", type=int, default=6, help="frames drawn (default 6)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rule", choices=RULES, default=RULES[0], help=f"how cells are scored (default {RULES[0]})"
+    )
     p.set_defaults(func=_cli)
 
 
@@ -259,7 +301,7 @@ def _cli(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise BarsalignError(f"--samples must be >= 1, not {args.samples}")
     items = load_labels(args.data_dir)
-    proposal = propose_roi([(it.path, it.label) for it in items], seed=args.seed)
+    proposal = propose_roi([(it.path, it.label) for it in items], seed=args.seed, rule=args.rule)
     step = max(1, len(items) // args.samples)
     draw_proposal([it.path for it in items[::step][: args.samples]], proposal, out)
     roi = ",".join(f"{v:g}" for v in proposal.roi) if proposal.roi else "none"

@@ -2,17 +2,19 @@
 
 For each label CSV of a `benchmarks/label_efficiency.py --write-picks` folder (budgets up to
 `--max-labels`), the frozen backbone's feature maps of up to `--cap` frames per class are
-computed once, and four rules propose a box from them: `propose_roi`'s own (100 frames per class
-drawn with the set's seed, one probe, its class separation measured on the frames it was fitted
-on), the same on every frame read, and both again with the separation averaged over 16 bootstrap
-probes, each measured on the frames it was not fitted on (out of bag). Each box is compared with
-the renderer's stopper box: the share of it covered (0: the box missed the stopper) and the box's
-area relative to it. One JSON line per set goes to `--out`; the summary is printed.
+computed once, and four rules propose a box from them: `propose_roi`'s rule "probe" (100
+frames per class drawn with the set's seed, one probe, its class separation measured on the
+frames it was fitted on), the same on every frame read, and both again with the separation
+averaged over 16 bootstrap probes, each measured on the frames it was not fitted on (out of
+bag). Each box is compared with the renderer's stopper box: the share of it covered (0: the box
+missed the stopper) and the box's area relative to it. One JSON line per set goes to `--out`;
+the summary is printed.
 
 With `--folders`, rendered labelled folders of any look instead (their `metadata.jsonl` is the
-truth): for each of `--seeds` draws, `propose_roi`'s own box (`current`) and a local probe's
-(`local`: a logistic regression per cell on that cell's features alone, PCA to 32, its 5-fold
-out-of-fold AUROC as the map), each scored by the share of the folder's bar heads within 20 px
+truth): for each of `--seeds` draws, the boxes of `propose_roi`'s two rules, `probe` (one probe's
+activation map; `current` in files before 2026-12-01) and `local` (the default: a logistic
+regression per cell on that cell's features alone, PCA to 32, its 5-fold out-of-fold AUROC as
+the map), each scored by the share of the folder's bar heads within 20 px
 of the stopper face, and of its face ends, that lie inside the box.
 
 Run: .venv/bin/python benchmarks/roi_stability.py PICKS_DIR [--max-labels 500] [--out FILE]
@@ -42,6 +44,7 @@ from barsalign.roi import (
     _probe_map,
     box_from_map,
     draw_per_class,
+    local_map,
 )
 
 RULES = ("current", "all_single", "sub_bagged", "all_bagged", "medoid5")
@@ -149,31 +152,6 @@ def one_set(csv: Path, seed: int, cap: int) -> dict[str, object]:
     return row
 
 
-def local_map(maps: np.ndarray, labels: np.ndarray, dims: int = 32) -> np.ndarray:
-    """Per cell, how well that cell's features alone tell the classes apart: the out-of-fold
-    AUROC of a logistic regression on them (PCA to `dims`), above chance, times 20."""
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-
-    n, c, h, w = maps.shape
-    cells = maps.transpose(0, 2, 3, 1).reshape(-1, c)
-    fit = np.random.default_rng(0).choice(len(cells), min(len(cells), 20000), replace=False)
-    z = PCA(dims, random_state=0).fit(cells[fit]).transform(cells).reshape(n, h, w, dims)
-    z = z / (z.reshape(-1, dims).std(axis=0) + 1e-6)
-    out = np.zeros((h, w))
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(n), labels))
-    for i in range(h):
-        for j in range(w):
-            pred = np.zeros(n)
-            for tr, te in folds:
-                probe = LogisticRegression(C=0.1, max_iter=2000).fit(z[tr, i, j], labels[tr])
-                pred[te] = probe.decision_function(z[te, i, j])
-            out[i, j] = roc_auc_score(labels, pred)
-    return np.clip(out - 0.5, 0, None) * 20
-
-
 def truth_points(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """Bar heads within 20 px of the face, and stopper-face ends, of a rendered folder (px)."""
     near, faces = [], []
@@ -186,7 +164,7 @@ def truth_points(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def folder_rows(folder: Path, seeds: int) -> list[dict[str, object]]:
-    """`current` and `local` boxes for `seeds` draws of propose_roi's frames of one folder."""
+    """`probe` and `local` boxes for `seeds` draws of propose_roi's frames of one folder."""
 
     items = load_labels(folder)
     where = {Path(it.path): i for i, it in enumerate(items)}
@@ -200,7 +178,7 @@ def folder_rows(folder: Path, seeds: int) -> list[dict[str, object]]:
     for seed in range(seeds):
         drawn = draw_per_class([(Path(it.path), it.label) for it in items], 100, seed)
         s = np.array([where[p] for p in drawn[1] + drawn[0]])
-        for rule, make in (("current", _probe_map), ("local", local_map)):
+        for rule, make in (("probe", _probe_map), ("local", local_map)):
             score = cv2.GaussianBlur(make(maps[s], labels[s]).astype(np.float32), (0, 0), 0.7)
             roi = box_from_map(score, (w, h), keep=KEEP, margin=MARGIN, min_side=MIN_SIDE)
             x0, y0, x1, y1 = roi_box((h, w), roi)
@@ -232,8 +210,8 @@ def folders_main(folders: list[Path], seeds: int, out: Path) -> int:
         "| mean face ends | mean side px |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    keys = [(str(f), r) for f in folders for r in ("current", "local")]
-    for key in [*keys, ("all", "current"), ("all", "local")]:
+    keys = [(str(f), r) for f in folders for r in ("probe", "local")]
+    for key in [*keys, ("all", "probe"), ("all", "local")]:
         sel = [r for r in rows if r["rule"] == key[1] and key[0] in ("all", r["folder"])]
         hd = np.array([r["heads"] for r in sel], float)
         fc = np.array([r["faces"] for r in sel], float)

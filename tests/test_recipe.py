@@ -16,7 +16,14 @@ from barsalign.modeling.model import AlignmentClassifier
 from barsalign.modeling.recipe import SAMPLES, auto_steps, plan_training
 from barsalign.modeling.train_config import FinetuneConfig
 from barsalign.preprocess import roi_box
-from barsalign.roi import box_from_map, draw_per_class, propose_roi, square_box
+from barsalign.roi import (
+    _probe_map,
+    box_from_map,
+    draw_per_class,
+    local_map,
+    propose_roi,
+    square_box,
+)
 from barsalign.synth import render_look_sets
 from tests.test_train import TensorData
 
@@ -153,7 +160,7 @@ def test_the_roi_command_proposes_a_region_that_holds_every_bar_head_and_the_sto
     out = tmp_path / "roi.png"
     assert main(["roi", "--data", str(train), "--out", str(out)]) == 0
     said = capsys.readouterr().out
-    assert said.startswith("roi 0.") and str(out) in said, said
+    assert said.startswith("roi ") and not said.startswith("roi none") and str(out) in said, said
     assert cv2.imread(str(out)) is not None
     roi = tuple(float(v) for v in said.split()[1].split(","))
     frame = cv2.imread(str(next(iter(sorted((train / "aligned").iterdir())))))
@@ -167,6 +174,21 @@ def test_the_roi_command_proposes_a_region_that_holds_every_bar_head_and_the_sto
     assert _inside(box, faces), (said, box)
     # the region is a real crop, not the whole frame: it gives the gaps more pixels
     assert (box[2] - box[0]) * (box[3] - box[1]) < 0.8 * w * h
+
+
+def test_each_rule_scores_highest_the_cell_whose_features_tell_the_classes_apart() -> None:
+    # 60 frames of 16-channel 4x6 maps, all noise but one cell, whose features shift with the
+    # class; a second cell holds a large shared nuisance that does not
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 30)
+    maps = rng.normal(size=(60, 16, 4, 6))
+    maps[:, :4, 2, 4] += 1.5 * labels[:, None]
+    maps[:, :, 0, 1] += 5 * rng.normal(size=(60, 1))
+    for rule in (_probe_map, local_map):
+        score = rule(maps, labels)
+        assert score.shape == (4, 6)
+        assert np.unravel_index(int(np.argmax(score)), score.shape) == (2, 4), rule.__name__
+    assert local_map(maps, labels)[2, 4] > 3 * max(np.delete(local_map(maps, labels), 16).max(), 1)
 
 
 def test_bad_regions_and_one_class_sets_are_one_line(tmp_path: Path, capsys) -> None:
@@ -188,6 +210,11 @@ def test_bad_regions_and_one_class_sets_are_one_line(tmp_path: Path, capsys) -> 
         plan_training(cfg)
     with pytest.raises(BarsalignError, match="both classes"):
         propose_roi([(p, 1) for p in (one / "aligned").iterdir()])
+    with pytest.raises(BarsalignError, match="roi_rule must be one of local, probe, not 'cam'"):
+        FinetuneConfig(roi_rule="cam")
+    with pytest.raises(SystemExit, match="2"):
+        main(["roi", "--data", str(one), "--rule", "cam"])
+    assert "invalid choice: 'cam'" in capsys.readouterr().err
 
 
 def test_the_frames_a_proposal_reads_are_a_seeded_draw_of_each_class() -> None:

@@ -108,7 +108,9 @@ def plan_training(cfg: FinetuneConfig) -> tuple[FinetuneConfig, TrainingPlan]:
     if cfg.roi == "auto":
         from barsalign.roi import propose_roi
 
-        proposal = propose_roi([(it.path, it.label) for it in train], seed=cfg.seed)
+        proposal = propose_roi(
+            [(it.path, it.label) for it in train], seed=cfg.seed, rule=cfg.roi_rule
+        )
         roi, roi_reason = proposal.roi, f"proposed: {proposal.reason}"
     elif cfg.roi is not None:
         roi_reason = f"given: {list(cfg.roi)}"

@@ -31,6 +31,7 @@ from barsalign.modeling.train_config import (
 )
 from barsalign.preprocess import MODES
 from barsalign.presets import PRESETS, WEIGHTS
+from barsalign.roi import RULES as ROI_RULES
 from barsalign.run_folder import (
     TARGET_F05,
     TENSORBOARD_DIR,
@@ -319,6 +320,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--roi",
         help="stopper region x0,y0,x1,y1 (frame fractions), 'none' for the whole frame, "
         "or 'auto' (default: proposed from the training labels; `barsalign roi` shows it)",
+    )
+    p.add_argument(
+        "--roi-rule",
+        choices=ROI_RULES,
+        help=f"how 'auto' scores the cells (default {ROI_RULES[0]})",
     )
     p.add_argument("--preprocess-mode", choices=MODES)
     p.add_argument("--mask-left", action=argparse.BooleanOptionalAction, default=None)

@@ -19,6 +19,7 @@ from barsalign.errors import BarsalignError
 from barsalign.outputs import atomic_write_text
 from barsalign.preprocess import MODES, PreprocessConfig, parse_roi
 from barsalign.presets import DEFAULT_BACKBONE, WEIGHTS
+from barsalign.roi import RULES as ROI_RULES
 from barsalign.synth.looks import LOOKS
 
 DEFAULT_FROZEN_STAGES = 2  # a pretrained backbone's stem and first stages stay frozen
@@ -61,6 +62,7 @@ class FinetuneConfig:
         roi: region of interest cropped before preprocessing, (x0, y0, x1, y1) frame
             fractions; "auto" proposes it from the training labels (`barsalign.roi`) when the
             run starts; None: the whole frame.
+        roi_rule: how `roi: auto` scores the frame's cells (`barsalign.roi.RULES`).
         preprocess_mode: "none" (colour, the default), "grayscale" or "edges" (the plant's
             recipe).
         mask_left: zero the left half after resizing; None: on for a whole frame given as
@@ -104,6 +106,7 @@ class FinetuneConfig:
     pretrained_path: str | None = None
     seed: int = 0
     roi: Any = "auto"
+    roi_rule: str = ROI_RULES[0]
     preprocess_mode: str = "none"
     mask_left: bool | None = None
     val_fraction: float = 0.2
@@ -177,6 +180,10 @@ class FinetuneConfig:
             (
                 self.preprocess_mode in MODES,
                 f"preprocess_mode must be one of {MODES}, not {self.preprocess_mode!r}",
+            ),
+            (
+                self.roi_rule in ROI_RULES,
+                f"roi_rule must be one of {', '.join(ROI_RULES)}, not {self.roi_rule!r}",
             ),
             (self.schedule in ("constant", "cosine"), f"schedule {self.schedule!r}: no such"),
             (
