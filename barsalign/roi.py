@@ -36,7 +36,7 @@ from barsalign.preprocess import decode_image, roi_box
 
 Roi = tuple[float, float, float, float]
 PROBE_WIDTH = 640  # frames are shrunk to this width (aspect kept) for the probe's features
-MIN_EVIDENCE = 3.0  # the best cell's |t| below this: the labels point nowhere in particular
+MIN_EVIDENCE = 3.0  # the best cell's score below this: the labels point nowhere in particular
 KEEP = 0.8  # cells scoring at least this share of the best one form the region's core
 MARGIN = 0.03  # added around the core for camera shifts, as a share of the frame's longer side
 MIN_SIDE = 0.5  # the region's least side, as a share of the frame's shorter side
@@ -50,7 +50,7 @@ class RoiProposal:
 
     Args:
         roi: (x0, y0, x1, y1) as frame fractions, or None for the whole frame.
-        score_map: per-cell class separation of the probe's activation map (|t|).
+        score_map: per-cell evidence of the rule's map (see `evidence` for its scale).
         evidence: the best cell's score; below `MIN_EVIDENCE` the proposal is the whole frame
             (rule "probe": |t|; rule "local": (AUROC - 0.5) x 20, so 3 is an AUROC of 0.65).
         frame_size: (width, height) of the frames the map was computed on.
@@ -208,7 +208,7 @@ def propose_roi(
     min_side: float = MIN_SIDE,
     backbone: str = "tf_efficientnet_lite0",
     seed: int = 0,
-    rule: str = "local",
+    rule: str = RULES[0],
 ) -> RoiProposal:
     """Propose the stopper region from labelled frames (aligned = 1).
 
