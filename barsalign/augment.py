@@ -1,5 +1,6 @@
 """Training-time augmentation, seeded: a small rotation and brightness jitter by default;
-flips, a small shift and Gaussian blur when asked for.
+flips, a small shift, Gaussian blur and the photometric changes (contrast, gamma, tint, sensor
+noise, JPEG re-compression) when asked for.
 
 Every change keeps the label: a bar short of the stopper stays short when the region is
 mirrored, shifted by a few per cent or rotated by a few degrees. Blur is off by default because
@@ -37,15 +38,74 @@ class AugmentConfig:
     p_brightness: float = 0.5
     blur_sigma: float = 1.5  # Gaussian sigma drawn from [0.3, blur_sigma]
     p_blur: float = 0.0
+    contrast: float = 0.3  # deviations from the square's mean grey scaled by 1 ± contrast
+    p_contrast: float = 0.0
+    gamma: float = 0.4  # gamma drawn log-uniformly from [1 / (1 + gamma), 1 + gamma]
+    p_gamma: float = 0.0
+    colour: float = 0.1  # each channel scaled by 1 ± colour (a light's tint)
+    p_colour: float = 0.0
+    noise_sigma: float = 6.0  # Gaussian sensor noise, sigma in grey levels drawn from [1, this]
+    p_noise: float = 0.0
+    jpeg_quality: tuple[int, int] = (30, 90)  # JPEG re-compression, quality drawn from this range
+    p_jpeg: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("p_hflip", "p_vflip", "p_shift", "p_rotate", "p_brightness", "p_blur"):
+        for name in PROBABILITIES:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise BarsalignError(f"AugmentConfig: {name} must lie in [0, 1]")
         if self.rotate_deg < 0 or self.brightness < 0 or self.blur_sigma < 0.3:
             raise BarsalignError("AugmentConfig: rotate_deg, brightness >= 0; blur_sigma >= 0.3")
         if not 0.0 <= self.shift < 0.5:
             raise BarsalignError("AugmentConfig: shift must lie in [0, 0.5)")
+        if min(self.contrast, self.gamma, self.colour) < 0 or self.noise_sigma < 1.0:
+            raise BarsalignError("AugmentConfig: contrast, gamma, colour >= 0; noise_sigma >= 1")
+        lo, hi = self.jpeg_quality
+        if not 1 <= lo <= hi <= 100:
+            raise BarsalignError("AugmentConfig: jpeg_quality must be (low, high) within 1..100")
+
+
+PROBABILITIES = (
+    "p_hflip",
+    "p_vflip",
+    "p_shift",
+    "p_rotate",
+    "p_brightness",
+    "p_blur",
+    "p_contrast",
+    "p_gamma",
+    "p_colour",
+    "p_noise",
+    "p_jpeg",
+)
+"""AugmentConfig's probability fields, each in [0, 1]."""
+
+
+def _photometric(out: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Contrast, gamma, tint, sensor noise and JPEG re-compression, each with its probability.
+
+    A draw is taken only for a change that is on, so the geometric and brightness draws (and
+    so the default augmentation) stay as they were before these were added."""
+    if cfg.p_contrast and rng.random() < cfg.p_contrast:
+        c = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+        mean = float(out.mean())
+        out = cv2.convertScaleAbs(out, alpha=c, beta=mean * (1.0 - c))
+    if cfg.p_gamma and rng.random() < cfg.p_gamma:
+        g = float(np.exp(rng.uniform(-np.log1p(cfg.gamma), np.log1p(cfg.gamma))))
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g + 0.5, 0, 255).astype(np.uint8)
+        out = cv2.LUT(out, lut)
+    if cfg.p_colour and rng.random() < cfg.p_colour and out.ndim == 3:
+        gains = 1.0 + rng.uniform(-cfg.colour, cfg.colour, out.shape[2])
+        out = np.clip(out * gains + 0.5, 0, 255).astype(np.uint8)
+    if cfg.p_noise and rng.random() < cfg.p_noise:
+        sigma = rng.uniform(1.0, cfg.noise_sigma)
+        out = np.clip(out + rng.normal(0.0, sigma, out.shape) + 0.5, 0, 255).astype(np.uint8)
+    if cfg.p_jpeg and rng.random() < cfg.p_jpeg:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out), [cv2.IMWRITE_JPEG_QUALITY, q])
+        if not ok:
+            raise BarsalignError(f"augment: JPEG re-compression of a {out.shape} square failed")
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).reshape(out.shape)
+    return out
 
 
 def augment(square_bgr: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -69,6 +129,7 @@ def augment(square_bgr: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
         out = cv2.convertScaleAbs(out, alpha=gain, beta=0)
     if rng.random() < cfg.p_blur:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, cfg.blur_sigma))
+    out = _photometric(out, cfg, rng)
     return np.ascontiguousarray(out) if out is not square_bgr else square_bgr.copy()
 
 

@@ -251,6 +251,36 @@ def test_augmentation_is_seeded_and_masked_after() -> None:
     assert out.shape == sq.shape and out[0, 0, 0] != 100
 
 
+def test_photometric_augmentation_keeps_the_default_draws_and_changes_the_square() -> None:
+    """Off by default (the default's draws unchanged); each change keeps shape and dtype,
+    moves pixel values, and leaves the geometry alone: a dark bar edge stays where it was."""
+    sq = np.full((64, 64, 3), 90, np.uint8)
+    sq[:, 40:] = 200  # a bright bar head meeting a darker face at column 40
+    sq[::7, ::5] = 150  # texture, so contrast and gamma have something to move
+    base = AugmentConfig()
+    photometric = {"p_contrast": 0.0, "p_gamma": 0.0, "p_colour": 0.0, "p_noise": 0.0}
+    assert AugmentConfig(**photometric, p_jpeg=0.0) == base
+    for seed in range(5):
+        np.testing.assert_array_equal(
+            augment(sq, base, np.random.default_rng(seed)),
+            augment(sq, AugmentConfig(jpeg_quality=(50, 60)), np.random.default_rng(seed)),
+        )
+    still = {"p_rotate": 0.0, "p_brightness": 0.0}
+    for change in ("p_contrast", "p_gamma", "p_colour", "p_noise", "p_jpeg"):
+        cfg = AugmentConfig(**still, **{change: 1.0}, contrast=0.5, gamma=1.0, colour=0.3)
+        out = augment(sq, cfg, np.random.default_rng(3))
+        assert out.shape == sq.shape and out.dtype == np.uint8, change
+        assert not np.array_equal(out, sq), change
+        edge = np.diff(out.astype(int).mean(axis=(0, 2)))
+        assert int(np.argmax(np.abs(edge))) == 39, f"{change} moved the edge"
+    with pytest.raises(BarsalignError, match="jpeg_quality"):
+        AugmentConfig(jpeg_quality=(90, 30))
+    with pytest.raises(BarsalignError, match="noise_sigma"):
+        AugmentConfig(noise_sigma=0.5)
+    with pytest.raises(BarsalignError, match="p_gamma"):
+        AugmentConfig(p_gamma=1.5)
+
+
 def test_cli_writes_processed_frames(synth_small: Path, tmp_path: Path, capsys) -> None:
     src = synth_small / "example_set"
     n = len(list(src.rglob("*.jpg")))

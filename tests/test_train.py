@@ -245,6 +245,8 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
     assert FinetuneConfig(augment=False).augment_config() is None
     no_blur = FinetuneConfig(augment={"p_blur": 0, "rotate_deg": 2.5}).augment_config()
     assert no_blur == AugmentConfig(p_blur=0.0, rotate_deg=2.5)
+    jpeg = FinetuneConfig(augment={"p_jpeg": 0.3, "jpeg_quality": [40, 80]}).augment_config()
+    assert jpeg == AugmentConfig(p_jpeg=0.3, jpeg_quality=(40, 80))
     dc = {"input_size": (3, 224, 224)}
     off = FinetuneConfig(data_dir=str(tmp_path), augment=False, roi=None)
     assert make_datamodule(off, dc).augment_cfg is None
@@ -254,6 +256,7 @@ def test_config_and_profiles_validate(tmp_path: Path) -> None:
         ({"p_blurr": 0}, r"augment: no field 'p_blurr'; known: \['blur_sigma'"),
         ({"p_blur": "off"}, "augment: p_blur must be a number, not 'off'"),
         ({"p_blur": 2}, "p_blur must lie in"),
+        ({"jpeg_quality": 50}, r"augment: jpeg_quality must be \[low, high\], not 50"),
         ("yes", "augment must be True, False or a mapping"),
     ):
         with pytest.raises(BarsalignError, match=match):

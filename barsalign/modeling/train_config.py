@@ -110,7 +110,7 @@ class FinetuneConfig:
     preprocess_mode: str = "none"
     mask_left: bool | None = None
     val_fraction: float = 0.2
-    augment: bool | dict[str, float] = True
+    augment: bool | dict[str, Any] = True
     num_workers: int = 0
     max_minutes: float | None = None
     early_stopping_patience: int | None = None
@@ -258,8 +258,19 @@ class FinetuneConfig:
         unknown = sorted(set(self.augment) - known)
         if unknown:
             raise BarsalignError(f"augment: no field {unknown[0]!r}; known: {sorted(known)}")
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in self.augment.items():
+            if key == "jpeg_quality":
+                if not (
+                    isinstance(value, list | tuple)
+                    and len(value) == 2
+                    and all(isinstance(q, int) and not isinstance(q, bool) for q in value)
+                ):
+                    raise BarsalignError(
+                        f"augment: jpeg_quality must be [low, high], not {value!r}"
+                    )
+                values[key] = (int(value[0]), int(value[1]))
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BarsalignError(f"augment: {key} must be a number, not {value!r}")
             values[key] = float(value)
