@@ -133,6 +133,28 @@ def augment(square_bgr: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
     return np.ascontiguousarray(out) if out is not square_bgr else square_bgr.copy()
 
 
+def describe(cfg: AugmentConfig | None) -> str:
+    """The changes that are on, each with its range and probability, in one line."""
+    if cfg is None:
+        return "none"
+    lo, hi = cfg.jpeg_quality
+    parts = [
+        (cfg.p_hflip, "left-right flips"),
+        (cfg.p_vflip, "top-bottom flips"),
+        (cfg.p_rotate, f"rotation ±{cfg.rotate_deg:g}°"),
+        (cfg.p_shift, f"shift ±{cfg.shift:.0%}"),
+        (cfg.p_brightness, f"brightness ±{cfg.brightness:.0%}"),
+        (cfg.p_blur, f"blur sigma 0.3-{cfg.blur_sigma:g}"),
+        (cfg.p_contrast, f"contrast ±{cfg.contrast:.0%}"),
+        (cfg.p_gamma, f"gamma 1/{1 + cfg.gamma:g}-{1 + cfg.gamma:g}"),
+        (cfg.p_colour, f"tint ±{cfg.colour:.0%} per channel"),
+        (cfg.p_noise, f"noise sigma 1-{cfg.noise_sigma:g}"),
+        (cfg.p_jpeg, f"JPEG quality {lo}-{hi}"),
+    ]
+    on = [f"{what} (p {p:g})" for p, what in parts if p > 0]
+    return ", ".join(on) or "none (every probability is 0)"
+
+
 def augmented_variants(
     image_bgr: np.ndarray,
     n: int,

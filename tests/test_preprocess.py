@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from barsalign.augment import AugmentConfig, augment, augmented_variants
+from barsalign.augment import AugmentConfig, augment, augmented_variants, describe
 from barsalign.cli import main
 from barsalign.errors import BarsalignError
 from barsalign.modeling.train_config import load_profile
@@ -273,6 +273,9 @@ def test_photometric_augmentation_keeps_the_default_draws_and_changes_the_square
         assert not np.array_equal(out, sq), change
         edge = np.diff(out.astype(int).mean(axis=(0, 2)))
         assert int(np.argmax(np.abs(edge))) == 39, f"{change} moved the edge"
+    described = describe(AugmentConfig(p_rotate=0, p_noise=0.3, p_jpeg=1, jpeg_quality=(40, 80)))
+    assert described == "brightness ±20% (p 0.5), noise sigma 1-6 (p 0.3), JPEG quality 40-80 (p 1)"
+    assert describe(None) == "none"
     with pytest.raises(BarsalignError, match="jpeg_quality"):
         AugmentConfig(jpeg_quality=(90, 30))
     with pytest.raises(BarsalignError, match="noise_sigma"):

@@ -101,6 +101,7 @@ def test_a_plan_reads_the_labels_and_rounds_to_whole_validations(looks: dict[str
     text = "\n".join(plan.lines(resolved))
     for word in ("steps: 380", "320 px", "region: proposed", "aligned", "with weights auto"):
         assert word in text
+    assert "augmentation: rotation ±5° (p 0.5), brightness ±20% (p 0.5)" in text
     source = "looks:lite0_looks.safetensors"  # once the backbone is built, where it came from
     assert f"with weights {source}," in "\n".join(plan.lines(resolved, source))
     given = FinetuneConfig(**{**cfg.to_dict(), "max_steps": 30, "roi": "0.1,0.1,0.6,0.9"})

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from barsalign.augment import describe
 from barsalign.config import SYNTH_TWINS_DIR
 from barsalign.data import check_both_classes, class_counts, split_labels
 from barsalign.modeling.train_config import FinetuneConfig
@@ -70,6 +71,7 @@ class TrainingPlan:
             f"region: {self.roi_reason}",
             f"class balance: {self.balance_reason}",
             f"gap pairs: {self.pairs_reason}",
+            f"augmentation: {describe(cfg.augment_config())}",
         ]
 
 
