@@ -90,9 +90,9 @@ def test_a_fragment_from_03_trains_unchanged(synth_small: Path, tmp_path: Path) 
     args = ["train", "--profile", str(base), "--profile", str(frag), "--data", data]
     assert main([*args, "--max-steps", "2", "--out", str(run), "--no-tracking"]) == 0
     config = yaml.safe_load((run / "config.yaml").read_text())
-    # config.yaml holds plain YAML types: the region as a list
+    # config.yaml holds plain YAML types: the region and the JPEG quality range as lists
     assert config["preprocess"] == json.loads(json.dumps(dataclasses.asdict(shown.preprocess)))
-    assert config["augment"] == dataclasses.asdict(shown.augment)
+    assert config["augment"] == json.loads(json.dumps(dataclasses.asdict(shown.augment)))
     assert config["backbone"] == "resnet18" and config["plan"]["steps"] == 2
     trained = preview.training_view({}, checkpoint=run / "checkpoints" / "best.ckpt")
     assert trained.preprocess == shown.preprocess and trained.augment == shown.augment

@@ -28,6 +28,13 @@ from barsalign.preprocess import (
 )
 
 
+def augment_values(cfg: AugmentConfig) -> dict[str, Any]:
+    """An augmentation as profile values: numbers, and the JPEG quality range as a list."""
+    values = dataclasses.asdict(cfg)
+    values["jpeg_quality"] = list(cfg.jpeg_quality)
+    return {k: v if k == "jpeg_quality" else float(v) for k, v in values.items()}
+
+
 @dataclass(frozen=True)
 class TrainingView:
     """What a training run feeds the network, resolved as `barsalign train` resolves it.
@@ -58,7 +65,7 @@ class TrainingView:
             "roi": list(p.roi) if p.roi else "none",
             "preprocess_mode": p.mode,
             "mask_left": p.mask_left,
-            "augment": dataclasses.asdict(self.augment) if self.augment else False,
+            "augment": augment_values(self.augment) if self.augment else False,
         }
 
     def adjusted(self, **changes: Any) -> TrainingView:
@@ -253,10 +260,15 @@ def interactive(
         "augment": w.Checkbox(value=view.augment is not None),
     }
     limits = {"rotate_deg": 30, "brightness": 1, "shift": 0.45, "blur_sigma": 5}
+    limits |= {"gamma": 2, "noise_sigma": 20}
     for f in dataclasses.fields(AugmentConfig):
+        if f.name == "jpeg_quality":
+            knobs[f.name] = w.IntRangeSlider(value=a.jpeg_quality, min=1, max=100, step=1)
+            continue
         top = limits.get(f.name, 1)
         knobs[f.name] = w.FloatSlider(value=getattr(a, f.name), min=0, max=top, step=top / 100)
     knobs["blur_sigma"].min = 0.3
+    knobs["noise_sigma"].min = 1.0
     for name, k in knobs.items():
         k.description, k.continuous_update = name, False
     out = w.Output()
@@ -265,7 +277,8 @@ def interactive(
     def redraw(_: Any = None) -> None:
         values = {k: v.value for k, v in knobs.items()}
         (rx0, rx1), (ry0, ry1) = values.pop("roi_x"), values.pop("roi_y")
-        aug = {f.name: float(values.pop(f.name)) for f in dataclasses.fields(AugmentConfig)}
+        aug = {f.name: values.pop(f.name) for f in dataclasses.fields(AugmentConfig)}
+        aug = {k: list(v) if k == "jpeg_quality" else float(v) for k, v in aug.items()}
         values["roi"] = "none" if (rx0, ry0, rx1, ry1) == (0, 0, 1, 1) else [rx0, ry0, rx1, ry1]
         values["augment"] = aug if values["augment"] else False
         with out:
