@@ -27,12 +27,15 @@ from barsalign.preprocess import (
     to_bgr8,
 )
 
+AUGMENT_FIELDS = dataclasses.fields(AugmentConfig)
 
-def augment_values(cfg: AugmentConfig) -> dict[str, Any]:
-    """An augmentation as profile values: numbers, and the JPEG quality range as a list."""
-    values = dataclasses.asdict(cfg)
-    values["jpeg_quality"] = list(cfg.jpeg_quality)
-    return {k: v if k == "jpeg_quality" else float(v) for k, v in values.items()}
+
+def augment_values(values: AugmentConfig | dict[str, Any]) -> dict[str, Any]:
+    """An augmentation (or its fields' values) as profile values: numbers, and the JPEG
+    quality range as a list."""
+    if isinstance(values, AugmentConfig):
+        values = dataclasses.asdict(values)
+    return {k: list(v) if k == "jpeg_quality" else float(v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,7 @@ def interactive(
     def redraw(_: Any = None) -> None:
         values = {k: v.value for k, v in knobs.items()}
         (rx0, rx1), (ry0, ry1) = values.pop("roi_x"), values.pop("roi_y")
-        aug = {f.name: values.pop(f.name) for f in dataclasses.fields(AugmentConfig)}
-        aug = {k: list(v) if k == "jpeg_quality" else float(v) for k, v in aug.items()}
+        aug = augment_values({f.name: values.pop(f.name) for f in AUGMENT_FIELDS})
         values["roi"] = "none" if (rx0, ry0, rx1, ry1) == (0, 0, 1, 1) else [rx0, ry0, rx1, ry1]
         values["augment"] = aug if values["augment"] else False
         with out:
